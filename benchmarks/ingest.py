@@ -1,0 +1,197 @@
+"""Ingest throughput of Kazhydromet CSV into SQLite, against the floor of raw inserts.
+
+Measured in one run, on the same rows and the same table:
+
+* project: ``ingest_file`` on a fresh database (parse, time zones, unit conversion,
+  validation, comparison with stored values, insert, batch bookkeeping);
+* floor: Python's ``sqlite3`` ``executemany`` of the very rows the project stored,
+  already parsed, into the same table of another fresh database, in one transaction;
+* replay: the same file again (a no-op recognised by its sha256), and the same
+  records in a different payload (every record compared, nothing written);
+* peak RSS of a separate process ingesting ``--rss-readings`` readings.
+
+Run: ``.venv/bin/python benchmarks/ingest.py [--readings 1000000] [--rss-readings 10000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from watermon.config import load_config  # noqa: E402
+from watermon.db.engine import make_engine  # noqa: E402
+from watermon.db.migrate import upgrade  # noqa: E402
+from watermon.db.reference import sync_reference  # noqa: E402
+from watermon.ingest.service import ingest_file  # noqa: E402
+
+STATIONS = 50
+
+
+def make_config(directory: Path) -> Path:
+    """The demo configuration plus STATIONS synthetic Kazhydromet gauges."""
+    cfg = directory / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    doc = yaml.safe_load((cfg / "stations.yaml").read_text())
+    for i in range(STATIONS):
+        doc["stations"].append({
+            "code": f"9{i:04d}", "name": f"Benchmark gauge {i}", "kind": "river_gauge", "agency": "kazhydromet",
+            "river": "Syr Darya", "lat": 42.0, "lon": 68.0 + i / 100, "variables": ["discharge", "stage"],
+        })
+    (cfg / "stations.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return cfg
+
+
+def write_csv(path: Path, readings: int) -> None:
+    """Hourly Q and H of every gauge, one block per hour, as a day's files concatenated."""
+    per_hour = STATIONS * 2
+    start = datetime(2015, 1, 1)
+    with path.open("w", encoding="utf-8") as f:
+        f.write("station;variable;time;value;unit\n")
+        for h in range(-(-readings // per_hour)):
+            stamp = (start + timedelta(hours=h)).strftime("%d.%m.%Y %H:%M")
+            lines = []
+            for i in range(STATIONS):
+                q = 100 + (h * 7 + i * 13) % 900 + 0.25
+                qs = f"{q:.2f}".replace(".", ",")
+                hs = f"{150 + q / 10:.1f}".replace(".", ",")
+                lines.append(f"9{i:04d};Q;{stamp};{qs};m3/s\n9{i:04d};H;{stamp};{hs};cm\n")
+            if (h + 1) * per_hour > readings:
+                lines = "".join(lines).splitlines(keepends=True)[: readings - h * per_hour]
+            f.write("".join(lines))
+
+
+def fresh_engine(url: str, config):
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        sync_reference(conn, config)
+    return engine
+
+
+def floor(db: Path, rows: list[tuple], series: list[tuple], batch: tuple) -> float:
+    """Raw executemany of already parsed rows into the same, freshly migrated table."""
+    con = sqlite3.connect(db, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        con.execute(f"PRAGMA {pragma}")
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO series VALUES (?, ?, ?, ?, ?)", series)
+    con.execute(f"INSERT INTO ingest_batch VALUES ({', '.join('?' * len(batch))})", batch)
+    con.execute("COMMIT")
+    t0 = time.perf_counter()
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO observation VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    con.close()
+    return elapsed
+
+
+def peak_rss_mb(readings: int, work: Path) -> tuple[float, float]:
+    """Peak RSS (MB) and wall time of a child process that ingests ``readings`` readings."""
+    code = (
+        "import sys, time, resource; sys.path.insert(0, sys.argv[1]);"
+        "from benchmarks_ingest_child import run; run(*sys.argv[2:])"
+    )
+    child = work / "benchmarks_ingest_child.py"
+    child.write_text(
+        "import resource, time\nfrom pathlib import Path\n"
+        "from watermon.config import load_config\n"
+        "def run(cfg, db, csv):\n"
+        "    import benchmarks_ingest_setup as s\n"
+        "    config = load_config(cfg)\n"
+        "    engine = s.fresh_engine('sqlite:///' + db, config)\n"
+        "    t0 = time.perf_counter()\n"
+        "    r = s.ingest_file(engine, config, 'kz-hydromet', Path(csv))\n"
+        "    print(r.new, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    shutil.copy(__file__, work / "benchmarks_ingest_setup.py")
+    csv_path = work / "rss.csv"
+    write_csv(csv_path, readings)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(work), str(work / "config"), str(work / "rss.db"), str(csv_path)],
+        check=True, capture_output=True, text=True, env={"PYTHONPATH": f"{ROOT / 'src'}:{work}", "PATH": "/usr/bin:/bin"},
+    ).stdout.split()
+    new, seconds, rss = int(out[0]), float(out[1]), float(out[2])
+    assert new == readings, (new, readings)
+    csv_path.unlink()
+    return rss, seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readings", type=int, default=1_000_000)
+    ap.add_argument("--rss-readings", type=int, default=0, help="also measure peak RSS for this many (e.g. 10000000)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="watermon-bench-") as tmp:
+        work = Path(tmp)
+        config = load_config(make_config(work))
+        csv_path = work / "kz.csv"
+        write_csv(csv_path, args.readings)
+        mb = csv_path.stat().st_size / 1e6
+
+        engine = fresh_engine(f"sqlite:///{work / 'project.db'}", config)
+        t0 = time.perf_counter()
+        report = ingest_file(engine, config, "kz-hydromet", csv_path)
+        project = time.perf_counter() - t0
+        assert report.new == args.readings and report.rejected == 0, report.summary()
+
+        t0 = time.perf_counter()
+        again = ingest_file(engine, config, "kz-hydromet", csv_path)
+        replay_same = time.perf_counter() - t0
+        assert again.status == "duplicate"
+
+        other = work / "kz-again.csv"
+        shutil.copy(csv_path, other)
+        with other.open("a") as f:
+            f.write("\n")  # same records, different payload: every record is compared
+        t0 = time.perf_counter()
+        overlap = ingest_file(engine, config, "kz-hydromet", other)
+        replay_overlap = time.perf_counter() - t0
+        assert overlap.unchanged == args.readings and overlap.new == 0, overlap.summary()
+
+        src = sqlite3.connect(work / "project.db")
+        rows = src.execute("SELECT * FROM observation").fetchall()
+        series = src.execute("SELECT * FROM series").fetchall()
+        batch = src.execute("SELECT * FROM ingest_batch WHERE id = ?", (report.batch_id,)).fetchone()
+        src.close()
+        engine.dispose()
+        fresh_engine(f"sqlite:///{work / 'floor.db'}", config).dispose()
+        floor_s = floor(work / "floor.db", rows, series, batch)
+        n = args.readings
+        del rows
+
+        print(f"readings: {n:,} ({mb:.0f} MB of Kazhydromet CSV, {STATIONS} gauges x Q,H hourly)")
+        print(f"{'path':<44}{'seconds':>9}{'readings/s':>14}{'x floor':>9}")
+        for name, secs in (
+            ("floor: sqlite3 executemany, parsed rows", floor_s),
+            ("project: ingest_file, fresh database", project),
+            ("replay: same payload (sha256 no-op)", replay_same),
+            ("replay: same records, new payload", replay_overlap),
+        ):
+            print(f"{name:<44}{secs:>9.2f}{n / secs:>14,.0f}{floor_s / secs:>9.2f}")
+        print(f"targets: project >= 0.6 x floor: {'met' if floor_s / project >= 0.6 else 'NOT met'}; "
+              f"replay >= 1 x floor: {'met' if floor_s / replay_same >= 1 else 'NOT met'}")
+        if args.rss_readings:
+            rss, secs = peak_rss_mb(args.rss_readings, work)
+            print(f"peak RSS ingesting {args.rss_readings:,} readings: {rss:.0f} MB in {secs:.0f} s "
+                  f"({args.rss_readings / secs:,.0f} readings/s); target < 500 MB: {'met' if rss < 500 else 'NOT met'}")
+        print(f"this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The shared observation store: schema, engine and repositories."""

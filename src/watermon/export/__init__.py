@@ -1,0 +1,1 @@
+"""Exports: watermon series written in exchange formats for other agencies."""

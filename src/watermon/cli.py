@@ -87,15 +87,19 @@ def cmd_ingest_inbox(args: argparse.Namespace, s: Settings) -> int:
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
     reports = [r for sid in ids for r in process_inbox(engine, config, sid, s.data_dir)]
-    status = _print_reports(reports, args.json)
-    if not args.json:
-        loaded = [r for r in reports if r.status == "loaded"]
-        print(f"{len(reports)} files: {len(loaded)} loaded, "
-              f"{sum(r.status == 'duplicate' for r in reports)} already stored, "
-              f"{sum(r.status == 'failed' for r in reports)} failed; "
-              f"{sum(r.new for r in loaded)} new values, {sum(r.revised for r in loaded)} revisions, "
-              f"{sum(r.rejected for r in loaded)} quarantined")
-    return status
+    if args.json:
+        return _print_reports(reports, True)
+    for sid in ids:
+        mine = [r for r in reports if r.source == sid]
+        loaded = [r for r in mine if r.status == "loaded"]
+        print(f"[{sid}] {len(mine)} files: {len(loaded)} loaded, "
+              f"{sum(r.status == 'duplicate' for r in mine)} already stored, "
+              f"{sum(r.status == 'failed' for r in mine)} failed; {sum(r.new for r in loaded)} new values, "
+              f"{sum(r.revised for r in loaded)} revised, {sum(r.rejected for r in loaded)} quarantined")
+        notable = [r for r in mine if args.list or r.status == "failed" or r.rejected or r.revised]
+        for r in notable:
+            print(f"    {r.summary()}")
+    return 1 if any(r.status == "failed" for r in reports) else 0
 
 
 def cmd_sources(args: argparse.Namespace, s: Settings) -> int:
@@ -209,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("ingest-inbox", help="ingest every file waiting in the sources' inboxes")
     q.add_argument("--source", action="append", metavar="SOURCE_ID", help="only this source (repeatable)")
+    q.add_argument("--list", action="store_true", help="a line per file (default: only files with news)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_ingest_inbox)
 

@@ -29,12 +29,13 @@ April, peak late May-June, recession through September) with a diurnal melt cycl
 peaking in the evening (solar time), rain floods (storms convolved with a unit
 hydrograph), and red multiplicative noise. Reaches lag flows by the network's travel
 time and attenuate them (moving mean over a quarter of it). Reservoirs follow a rule
-curve (Charvak fills to its normal maximum level by late July, then draws down;
-Chardara fills in spring and releases for irrigation in summer), release = inflow -
-wanted storage change, clipped to a monthly irrigation minimum and the turbine
-maximum; volume by hourly mass balance, level by inverting the level-volume curve.
+curve (Charvak fills toward its normal maximum level by late July, then draws down;
+Chardara fills in spring, passes the flood when full and releases for irrigation,
+demand peaking in mid-July), release = inflow - wanted storage change, clipped to
+the irrigation demand (interpolated daily) and the turbine maximum; volume by
+hourly mass balance, level by inverting the level-volume curve.
 Chinaz = Fergana valley remainder + Charvak release; Chardara inflow = Chinaz + Keles;
-Kokbulak = Chardara release; Kyzylorda = (Kokbulak + Arys) less 20-40 % losses.
+Kokbulak = Chardara release; Kyzylorda = (Kokbulak + Arys) less 25-30 % losses.
 Stage from discharge by a rating curve H = a*Q^b + c per gauge. Meteo: decade
 temperature from an annual cycle and a 5.8 degC/km lapse rate; decade precipitation
 from the same storms that drive the rain floods, more with altitude.
@@ -73,7 +74,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -133,19 +134,19 @@ class Regime:
 
 
 REGIMES: dict[str, Regime] = {
-    "16279": Regime(40, 270, 80, 158, 3.0, 0.12, 2.5, 14, "chirchik"),  # Chatkal
+    "16279": Regime(40, 255, 80, 158, 3.0, 0.12, 2.5, 14, "chirchik"),  # Chatkal
     "16290": Regime(28, 220, 85, 168, 3.2, 0.16, 2.0, 16, "chirchik"),  # Pskem (glaciers)
-    "16298": Regime(1.8, 9.0, 65, 125, 2.5, 0.10, 0.25, 6, "chirchik"),  # Nauvalisoy
+    "16298": Regime(1.8, 8.0, 65, 125, 2.5, 0.10, 0.12, 6, "chirchik"),  # Nauvalisoy
     "11272": Regime(12, 70, 55, 100, 2.0, 0.05, 1.5, 10, "south_kz"),  # Keles
     "11219": Regime(25, 150, 55, 105, 2.0, 0.05, 2.5, 18, "south_kz"),  # Arys
 }
 LATERAL: dict[str, Regime] = {
     # Syr Darya arriving from the Fergana valley (what irrigation leaves), joins at Chinaz.
-    "16275": Regime(300, 80, 90, 165, 2.0, 0.0),
+    "16275": Regime(220, 60, 90, 165, 2.0, 0.0),
 }
 LOSSES: dict[str, tuple[float, float]] = {
     # (base loss, extra at the height of the irrigation season): withdrawals, evaporation
-    "11250": (0.20, 0.20),
+    "11250": (0.25, 0.05),
 }
 
 
@@ -180,7 +181,7 @@ class OperatingRule:
     curve: tuple[tuple[int, int, float], ...]
     """(month, day, target level m) through the year"""
     min_release: tuple[float, ...]
-    """per month (Jan..Dec): irrigation and hydropower demand, m3/s"""
+    """mid-month (Jan..Dec) irrigation and hydropower demand, m3/s, interpolated daily"""
     max_release: float
     """through the turbines and outlets; only spillage above normal max level exceeds it"""
     start_level: float
@@ -197,8 +198,8 @@ RULES: dict[str, OperatingRule] = {
         857.0,
     ),
     "CHARDARA": OperatingRule(
-        ((1, 1, 247.5), (3, 1, 249.4), (4, 25, 251.8), (6, 1, 251.8), (9, 30, 248.0), (12, 31, 247.5)),
-        (250, 250, 200, 200, 350, 450, 450, 400, 300, 250, 250, 250),
+        ((1, 1, 247.5), (3, 1, 249.4), (4, 25, 251.8), (6, 30, 251.8), (9, 30, 250.0), (12, 31, 247.5)),
+        (250, 250, 200, 200, 350, 550, 1100, 600, 400, 250, 250, 250),
         1400.0,
         249.3,
         10.0,
@@ -262,6 +263,9 @@ class Clock:
 
     def indices(self, times: Iterable[datetime]) -> np.ndarray:
         return np.array([self.index(t) for t in times], dtype=np.int64)
+
+
+MID_MONTH = np.array([15.5 + 30.4 * m for m in range(12)])
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -368,7 +372,7 @@ def operate(
         qin = float(inflow[i:j].mean())
         target = volume_of(res, np.interp([_doy(d), _doy(d) + 1], days_x, levels_y))
         wanted = (target[1] - target[0]) + (target[0] - v) / rule.tau_days
-        q = min(max(qin - wanted / to_mm3, rule.min_release[d.month - 1]), rule.max_release)
+        q = min(max(qin - wanted / to_mm3, float(np.interp(_doy(d), MID_MONTH, rule.min_release))), rule.max_release)
         after = v + (qin - q) * to_mm3
         if after > v_full:  # spill rather than overtop
             q = qin - (v_full - v) / to_mm3
@@ -399,7 +403,7 @@ def simulate(config: BasinConfig, clock: Clock, rng: np.random.Generator) -> Bas
     flow: dict[str, np.ndarray] = {}
     runs: dict[str, ReservoirRun] = {}
     for code, reg in REGIMES.items():
-        flow[code] = natural_flow(reg, clock, config.station(code).lon, rain.get(reg.storms, 0 * doy), rng)
+        flow[code] = natural_flow(reg, clock, config.station(code).lon, rain.get(reg.storms, np.zeros_like(doy)), rng)
     reservoirs = {r.station: r for r in config.reservoirs}
     upstream: dict[str, list[tuple[str, float]]] = {}
     for reach in config.reaches:
@@ -413,7 +417,7 @@ def simulate(config: BasinConfig, clock: Clock, rng: np.random.Generator) -> Bas
             q = sum(route(flow[u], hours) for u, hours in upstream[code])
             if code in LATERAL:
                 st = config.station(code)
-                q = q + natural_flow(LATERAL[code], clock, st.lon, 0 * doy, rng)
+                q = q + natural_flow(LATERAL[code], clock, st.lon, np.zeros_like(doy), rng)
             if code in LOSSES:
                 base, extra = LOSSES[code]
                 q = q * (1.0 - base - extra * np.exp(-(((doy - 200.0) / 45.0) ** 2)))
@@ -435,7 +439,7 @@ def _agency_zone(config: BasinConfig, agency: str) -> str:
 
 def air_temperature(doy: np.ndarray, elevation: float) -> np.ndarray:
     """Climatological mean temperature (degC): annual cycle, cooler with altitude."""
-    return 15.0 - LAPSE_C_PER_M * elevation - 13.5 * np.cos(2 * np.pi * (doy - 18.0) / 365.25)
+    return 17.0 - LAPSE_C_PER_M * elevation - 13.5 * np.cos(2 * np.pi * (doy - 18.0) / 365.25)
 
 
 def annual_precipitation(elevation: float) -> float:
@@ -471,7 +475,12 @@ class Table:
 
 
 def gauge_table(
-    basin: Basin, stations: Sequence[Station], days: list[date], hours: Sequence[int], zone: ZoneInfo, rng: np.random.Generator
+    basin: Basin,
+    stations: Sequence[Station],
+    days: list[date],
+    hours: Sequence[int],
+    zone: ZoneInfo,
+    rng: np.random.Generator,
 ) -> Table:
     """Discharge (0.1 m3/s) and stage (whole cm) as read at the gauges: true values + reading error."""
     times = [_local(d, h, zone) for d in days for h in hours]
@@ -580,7 +589,8 @@ def _kz_correction(source: Source, table: Table, codes: dict[str, str]) -> list[
         new = round(v * factor, 1)
         if new == v:
             new = round(v - 0.1, 1)
-        lines.append(f"{code};{codes[var]};{table.times[i].strftime('%d.%m.%Y %H:%M')};{_kz_value(var, new)};{KZ_UNITS[var]};1")
+        stamp = table.times[i].strftime("%d.%m.%Y %H:%M")
+        lines.append(f"{code};{codes[var]};{stamp};{_kz_value(var, new)};{KZ_UNITS[var]};1")
     return lines if rows else []
 
 
@@ -593,7 +603,11 @@ UZ_UNITS = {"discharge": "m3/s", "stage": "cm", "precipitation": "mm", "air_temp
 
 
 def write_uz_hydromet(
-    source: Source, table: Table, stations: Sequence[Station], meteo: dict[tuple[str, str], dict[date, float]], out: Path
+    source: Source,
+    table: Table,
+    stations: Sequence[Station],
+    meteo: dict[tuple[str, str], dict[date, float]],
+    out: Path,
 ) -> list[Path]:
     """One WaterML 2.0 document per decade (partial decades at the season's ends too)."""
     zone = ZoneInfo(source.timezone)
@@ -623,7 +637,10 @@ def write_uz_hydromet(
     return paths
 
 
-def _series(st: Station, var: str, agg: Aggregation, offset: timedelta, points: list) -> SeriesToWrite:
+Point = tuple[datetime, float | None, str | None]
+
+
+def _series(st: Station, var: str, agg: Aggregation, offset: timedelta, points: list[Point]) -> SeriesToWrite:
     return SeriesToWrite(st.code, st.name, st.lat, st.lon, var, agg, UZ_UNITS[var], offset, points)
 
 
@@ -655,9 +672,9 @@ def write_reservoir_json(
     paths = []
     for k in range(0, len(days), 7):
         week = days[k : k + 7]
-        doc = {"records": [r for d, r in records if week[0] <= d <= week[-1]]}
+        lines = [json.dumps(r, ensure_ascii=False) for d, r in records if week[0] <= d <= week[-1]]
         path = out / f"{source.id}_{week[0].isoformat()}.json"
-        path.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8", newline="\n")
+        _write_text(path, ['{"records": [', ",\n".join(lines), "]}"])
         paths.append(path)
     return paths
 
@@ -680,7 +697,9 @@ class ArchiveSeries:
     decimals: int
 
 
-def archive_series(config: BasinConfig, source: Source, last_day: date, rng: np.random.Generator) -> list[ArchiveSeries]:
+def archive_series(
+    config: BasinConfig, source: Source, last_day: date, rng: np.random.Generator
+) -> list[ArchiveSeries]:
     """Decade (and month) values from 1991 to ``last_day``, with interannual variability."""
     days = np.arange(np.datetime64(f"{ARCHIVE_FIRST_YEAR}-01-01"), np.datetime64(last_day + timedelta(days=1)))
     years = days.astype("datetime64[Y]").astype(int) + 1970
@@ -716,7 +735,8 @@ def archive_series(config: BasinConfig, source: Source, last_day: date, rng: np.
         s.values = np.round(s.values, s.decimals)
     out.insert(2, ArchiveSeries("16294", "Q", "dec", dec_ends, np.round(out[0].values + out[1].values, 1), 1))
 
-    lateral = daily_flow(LATERAL["16275"]) + np.array(CHARVAK_RELEASE_CLIMATE)[months - 1] * rng.lognormal(0, 0.1, ny)[y]
+    release = np.array(CHARVAK_RELEASE_CLIMATE)[months - 1] * rng.lognormal(0, 0.1, ny)[y]
+    lateral = daily_flow(LATERAL["16275"]) + release
     v, ends = means(lateral, mon_id)
     out.append(ArchiveSeries("16275", "Q", "mon", [d.item() for d in days[ends]], np.round(v, 1), 1))
 
@@ -738,7 +758,8 @@ def archive_series(config: BasinConfig, source: Source, last_day: date, rng: np.
 def _punch_gaps(series: list[ArchiveSeries], rng: np.random.Generator) -> None:
     """A few NA in the 1990s, as in the real archive; a sum is NA when a part is."""
     by_key = {(s.code, s.type): s for s in series}
-    for code, kind, n in (("16279", "Q", 1), ("16298", "Q", 2), ("38471", "P", 1), ("38462", "T", 1), ("16275", "Q", 1)):
+    gaps = (("16279", "Q", 1), ("16298", "Q", 2), ("38471", "P", 1), ("38462", "T", 1), ("16275", "Q", 1))
+    for code, kind, n in gaps:
         s = by_key.get((code, kind))
         if s is None:
             continue
@@ -758,7 +779,8 @@ def write_archive(source: Source, series: list[ArchiveSeries], out: Path, first:
         for d, v in zip(s.ends, s.values, strict=True):
             norm = norms[(d.month, min((d.day - 1) // 10, 2) if s.resolution == "dec" else 0)]
             data = "NA" if np.isnan(v) else f"{v:.{s.decimals}f}"
-            lines.append(f"{d.isoformat()},{data},{norm:.{s.decimals}f},{units[s.type]},{s.type},{ident},{name},{river},{basin},{s.resolution}")
+            fields = (d.isoformat(), data, f"{norm:.{s.decimals}f}", units[s.type], s.type, ident, name, river, basin)
+            lines.append(",".join((*fields, s.resolution)))
     path = out / f"{source.id}_{first.year}-{last.year}.csv"
     return _write_text(path, lines)
 
@@ -792,7 +814,8 @@ def season_meteo(
         for k, (d0, d1) in enumerate(decades):
             i0 = clock.index(datetime.combine(d0, time(0), timezone.utc))
             i1 = clock.index(datetime.combine(d1 + timedelta(days=1), time(0), timezone.utc))
-            showers = rng.gamma(0.8, 0.5 + 6.0 * PRECIP_MONTH_SHARE[d0.month - 1])
+            usual = annual_precipitation(elev) * PRECIP_MONTH_SHARE[d0.month - 1] / 3
+            showers = rng.gamma(1.5, 0.5 * usual / 1.5)  # about half of a decade's rain is not in storms
             p[d0] = round(float(local[i0:i1].sum()) + showers, 1)
             t[d0] = round(float(air_temperature(doy[i0:i1], elev).mean() + anomaly[k] + rng.normal(0, 0.3)), 1)
         out[(st.code, "precipitation")], out[(st.code, "air_temperature")] = p, t
@@ -821,7 +844,8 @@ def _mark_estimated(table: Table, code: str, share: float = 0.03) -> None:
     if key in table.values:
         vals = table.values[key]
         limit = np.quantile(vals, 1 - share)
-        table.qualifiers[key] = ["estimated" if v > limit else q for v, q in zip(vals, table.qualifiers[key], strict=True)]
+        old = table.qualifiers[key]
+        table.qualifiers[key] = ["estimated" if v > limit else q for v, q in zip(vals, old, strict=True)]
 
 
 def generate(

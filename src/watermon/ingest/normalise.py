@@ -21,14 +21,16 @@ from watermon.units import UnknownUnit, conversion
 _SEVERITY = {Flag.BAD: 5, Flag.SUSPECT: 4, Flag.ESTIMATED: 3, Flag.MISSING: 2, Flag.GOOD: 1, Flag.UNCHECKED: 0}
 
 
+SeriesKey = tuple[str, str, str]
+"""(station code, variable id, aggregation)"""
+
+
 class Observation(NamedTuple):
-    """A reading ready to store: canonical station, variable, unit and flag.
+    """A reading ready to store in its series: canonical value and flag.
 
     A tuple, not a dataclass: millions are made per file and creation cost counts.
     """
 
-    series: tuple[str, str, str]
-    """(station code, variable id, aggregation)"""
     time: datetime
     value: float
     flag: str
@@ -51,23 +53,31 @@ class Normaliser:
         self._key_cache: dict[tuple[str, str, str, str], Any] = {}
         self._flag_cache: dict[str | None, str] = {}
 
-    def __call__(self, r: Reading) -> Observation | Rejection | None:
-        """``None`` means the source reported the value as missing: nothing to store."""
-        good, bad, missing = self.many([r])
-        return good[0] if good else bad[0] if bad else None
+    def __call__(self, r: Reading) -> tuple[SeriesKey, Observation] | Rejection | None:
+        """One reading; ``None`` means the source reported it missing: nothing to store."""
+        good, bad, _ = self.many([r])
+        return next(((k, v[0]) for k, v in good.items()), bad[0] if bad else None)
 
-    def many(self, readings: Iterable[Reading]) -> tuple[list[Observation], list[Rejection], int]:
-        """Normalise a chunk: (observations, rejections, number reported missing).
+    def many(
+        self, readings: Iterable[Reading | Rejection]
+    ) -> tuple[dict[SeriesKey, list[Observation]], list[Rejection], int]:
+        """Normalise a chunk: (observations per series, rejections, number reported missing).
 
-        One tight loop over the chunk with every lookup cached per key; this is the hot
-        path of ingestion.
+        A parser's rejections pass through to the rejections.
+
+        One tight loop with every lookup cached per (station, variable, unit,
+        aggregation): this is the hot path of ingestion.
         """
-        good: list[Observation] = []
+        good: dict[SeriesKey, list[Observation]] = {}
         bad: list[Rejection] = []
         missing = 0
         keys = self._key_cache
+        flags = self._flag_cache
         new = tuple.__new__  # Observation(...) minus its Python-level __new__
         for r in readings:
+            if r.__class__ is Rejection:
+                bad.append(r)  # type: ignore[arg-type]
+                continue
             k = keys.get((r.station, r.variable, r.unit, r.aggregation))
             if k is None:
                 k = keys[(r.station, r.variable, r.unit, r.aggregation)] = self._resolve(r)
@@ -82,10 +92,13 @@ class Normaliser:
             if not lo <= value <= hi:  # also false for NaN
                 bad.append(self._out_of_range(r, series[1], value, unit))
                 continue
-            flag = self._flag_cache.get(r.qualifier)
+            flag = flags.get(r.qualifier)
             if flag is None:
-                flag = self._flag_cache[r.qualifier] = str(self._flag(r.qualifier))
-            good.append(new(Observation, (series, r.time, value, flag, r.qualifier, r)))
+                flag = flags[r.qualifier] = str(self._flag(r.qualifier))
+            out = good.get(series)
+            if out is None:
+                out = good[series] = []
+            out.append(new(Observation, (r.time, value, flag, r.qualifier, r)))
         return good, bad, missing
 
     def _resolve(self, r: Reading) -> tuple[tuple[str, str, str], float, float, float, float, str] | Rejection:

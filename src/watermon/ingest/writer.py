@@ -8,8 +8,7 @@ would cost more than the insert itself).
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from watermon.db.schema import Quarantine, Series, Station
-from watermon.db.types import sqlite_time
-from watermon.ingest.normalise import Observation
+from watermon.db.types import parse_sqlite_time, sqlite_time
+from watermon.ingest.normalise import Observation, SeriesKey
 from watermon.ingest.records import Rejection
 
 _MAX_RAW = 2000
@@ -35,21 +34,23 @@ class Counts:
     time_max: datetime | None = None
     stations: set[str] = field(default_factory=set)
 
-    @property
-    def stored(self) -> int:
-        return self.new + self.revised
-
 
 class BatchWriter:
-    def __init__(self, conn: Connection, batch_id: int) -> None:
+    """Stores one batch's chunks inside the batch's transaction (``conn``).
+
+    ``units`` gives each variable's canonical unit, recorded on the series it creates.
+    """
+
+    def __init__(self, conn: Connection, batch_id: int, units: Mapping[str, str]) -> None:
         self.conn = conn
         self.batch_id = batch_id
         self.counts = Counts()
         self._series: dict[tuple[str, str, str], int] = {}
         self._station_ids: dict[str, int] = {}
-        self._units: dict[str, str] = {}
+        self._units = units
         sqlite = conn.dialect.name == "sqlite"
         self._db_time: Callable[[datetime], Any] = sqlite_time if sqlite else (lambda t: t)
+        self._from_db: Callable[[Any], datetime] = parse_sqlite_time if sqlite else (lambda t: t)
         self._time_cache: dict[datetime, Any] = {}
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cols = ("series_id", "obs_time", "revision", "value", "flag", "qualifier", "batch_id")
@@ -61,75 +62,91 @@ class BatchWriter:
             f"WHERE series_id = {mark} AND obs_time >= {mark} AND obs_time <= {mark}"
         )
 
-    def set_units(self, units: dict[str, str]) -> None:
-        """Canonical unit per variable, recorded on each series."""
-        self._units = units
-
-    def write(self, observations: Sequence[Observation]) -> list[Rejection]:
+    def write(self, chunk: Mapping[SeriesKey, Sequence[Observation]]) -> list[Rejection]:
         """Store a chunk; returns the records refused as conflicting within this file."""
-        by_series: dict[int, list[tuple[Any, Observation]]] = defaultdict(list)
-        series_ids = self._series
-        tc = self._time_cache
-        db_time = self._db_time
-        for o in observations:
-            sid = series_ids.get(o.series)
-            if sid is None:
-                sid = self._series_id(*o.series)
-            t = tc.get(o.time)
-            if t is None:
-                if len(tc) > 200_000:
-                    tc.clear()
-                t = tc[o.time] = db_time(o.time)
-            by_series[sid].append((t, o))
-
         c = self.counts
+        batch = self.batch_id
         rows: list[tuple[Any, ...]] = []
         conflicts: list[Rejection] = []
-        batch = self.batch_id
-        for sid, items in by_series.items():
-            current = self._current(sid, items)
-            new = revised = 0
-            changed = []
-            for t, o in items:
-                cur = current.get(t)
-                if cur is None:
-                    rev = 1
-                    new += 1
-                elif cur[1] == o.value and cur[2] == o.qualifier:
-                    c.unchanged += 1
-                    continue
-                elif cur[3] == batch:
-                    conflicts.append(self._conflict(o, cur[1]))
-                    continue
-                else:
-                    rev = cur[0] + 1
-                    revised += 1
-                current[t] = (rev, o.value, o.qualifier, batch)
-                rows.append((sid, t, rev, o.value, o.flag, o.qualifier, batch))
-                changed.append(o.time)
-            if changed:
+        for key, observations in chunk.items():
+            sid = self._series.get(key)
+            if sid is None:
+                sid = self._series_id(*key)
+            times = self._db_times(observations)
+            current = self._current(sid, min(times), max(times))
+            first_row = len(rows)
+            if not current and len(set(times)) == len(times):
+                # The common case (fresh data, no repeated times): all new, no comparisons.
+                rows.extend([(sid, t, 1, o.value, o.flag, o.qualifier, batch) for t, o in zip(times, observations)])
+                new, revised = len(times), 0
+            else:
+                new, revised = self._compare(key, sid, times, observations, current, rows, conflicts)
+            if new or revised:
                 c.new += new
                 c.revised += revised
-                c.stations.add(items[0][1].series[0])
-                lo, hi = min(changed), max(changed)
+                c.stations.add(key[0])
+                stored = times if new + revised == len(times) else [r[1] for r in rows[first_row:]]
+                lo, hi = self._from_db(min(stored)), self._from_db(max(stored))
                 c.time_min = lo if c.time_min is None else min(lo, c.time_min)
                 c.time_max = hi if c.time_max is None else max(hi, c.time_max)
         if rows:
             self.conn.exec_driver_sql(self._insert_sql, rows)
         return conflicts
 
-    def _current(self, sid: int, items: list[tuple[Any, Observation]]) -> dict[Any, tuple[int, float, str | None, int]]:
-        """The stored current value of each time of the chunk's range for one series."""
-        times = [t for t, _ in items]
+    def _db_times(self, observations: Sequence[Observation]) -> list[Any]:
+        tc = self._time_cache
+        try:
+            return [tc[o.time] for o in observations]
+        except KeyError:
+            if len(tc) > 200_000:
+                tc.clear()
+            for o in observations:
+                if o.time not in tc:
+                    tc[o.time] = self._db_time(o.time)
+            return [tc[o.time] for o in observations]
+
+    def _compare(
+        self,
+        key: SeriesKey,
+        sid: int,
+        times: list[Any],
+        observations: Sequence[Observation],
+        current: dict[Any, tuple[int, float, str | None, int]],
+        rows: list[tuple[Any, ...]],
+        conflicts: list[Rejection],
+    ) -> tuple[int, int]:
+        """New, unchanged, revised or conflicting, record by record; returns (new, revised)."""
+        batch = self.batch_id
+        new = revised = 0
+        for t, o in zip(times, observations, strict=True):
+            cur = current.get(t)
+            if cur is None:
+                rev = 1
+                new += 1
+            elif cur[1] == o.value and cur[2] == o.qualifier:
+                self.counts.unchanged += 1
+                continue
+            elif cur[3] == batch:
+                conflicts.append(self._conflict(key, o, cur[1]))
+                continue
+            else:
+                rev = cur[0] + 1
+                revised += 1
+            current[t] = (rev, o.value, o.qualifier, batch)
+            rows.append((sid, t, rev, o.value, o.flag, o.qualifier, batch))
+        return new, revised
+
+    def _current(self, sid: int, lo: Any, hi: Any) -> dict[Any, tuple[int, float, str | None, int]]:
+        """The stored current value of each time in ``[lo, hi]`` of one series."""
         current: dict[Any, tuple[int, float, str | None, int]] = {}
-        for t, rev, value, qual, b in self.conn.exec_driver_sql(self._select_sql, (sid, min(times), max(times))):
+        for t, rev, value, qual, b in self.conn.exec_driver_sql(self._select_sql, (sid, lo, hi)):
             if t not in current or rev > current[t][0]:
                 current[t] = (rev, value, qual, b)
         return current
 
     @staticmethod
-    def _conflict(o: Observation, stored: float) -> Rejection:
-        station, variable, _ = o.series
+    def _conflict(key: SeriesKey, o: Observation, stored: float) -> Rejection:
+        station, variable, _ = key
         return Rejection(
             o.reading.record_no,
             "value",

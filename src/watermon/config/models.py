@@ -154,6 +154,9 @@ class Source(_Strict):
         default_factory=dict, description="the source's quality codes -> watermon flag"
     )
     http: HttpEndpoint | None = None
+    schedule: str | None = Field(
+        None, description="cron of the Airflow ingest DAG (default: every 5 min for file drops, hourly for HTTP)"
+    )
 
     @field_validator("timezone")
     @classmethod

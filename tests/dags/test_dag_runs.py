@@ -80,7 +80,9 @@ def test_demo_season_end_to_end(airflow_db: Path, watermon_env: Path) -> None:
     assert len(_asset_events(airflow_db, "watermon://observations/")) == before + len(events)
 
 
-def test_unreadable_file_fails_the_check_but_the_rest_lands(airflow_db: Path, watermon_env: Path) -> None:
+def test_unreadable_file_fails_the_check_but_the_rest_lands(airflow_db: Path, watermon_env: Path, monkeypatch) -> None:
+    # Tasks find the database through the Airflow connection `watermon_db`, not the env fallback.
+    monkeypatch.setenv("WATERMON_DB_URL", "sqlite:////nonexistent/watermon.db")
     inbox = watermon_env / "inbox" / "kz-hydromet"
     inbox.mkdir(parents=True)
     (inbox / "a.csv").write_text("station;variable;time;value;unit\n11242;Q;01.04.2026 08:00;5;m3/s\n")

@@ -34,11 +34,11 @@ def database_url() -> str:
     """
     try:
         from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowRuntimeError
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
             conn = Connection.get(DB_CONNECTION_ID)
-        except (AirflowRuntimeError, KeyError, ValueError):
+        except AirflowNotFoundException:
             conn = None
     except ImportError:  # outside Airflow
         conn = None

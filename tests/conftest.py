@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
 
 from watermon.config import BasinConfig, load_config
 from watermon.db.engine import make_engine
@@ -30,9 +33,30 @@ def migrated_engine(url: str, config: BasinConfig) -> Engine:
     return engine
 
 
+PG_URL = os.environ.get("WATERMON_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new database on the test cluster."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'watermon.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("no PostgreSQL test cluster (WATERMON_TEST_PG_URL unset; ./scripts/test starts one)")
+    name = f"wm_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
 @pytest.fixture
-def engine(tmp_path: Path, config: BasinConfig) -> Iterator[Engine]:
-    e = migrated_engine(f"sqlite:///{tmp_path / 'watermon.db'}", config)
+def engine(db_url: str, config: BasinConfig) -> Iterator[Engine]:
+    e = migrated_engine(db_url, config)
     yield e
     e.dispose()
 

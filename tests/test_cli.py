@@ -13,9 +13,9 @@ from watermon.cli import main
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch) -> Path:
+def env(tmp_path: Path, db_url: str, monkeypatch) -> Path:
     monkeypatch.setenv("WATERMON_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("WATERMON_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("WATERMON_DB_URL", db_url)
     monkeypatch.delenv("WATERMON_CONFIG", raising=False)
     assert main(["init"]) == 0
     return tmp_path

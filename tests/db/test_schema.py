@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from watermon.db.ddl import DIALECTS, ddl, path_for
 from watermon.db.schema import Base, IngestBatch
@@ -34,13 +35,16 @@ def test_naive_times_are_refused(engine) -> None:
             n_records=0, n_new=0, n_unchanged=0, n_revised=0, n_rejected=0, n_missing=0))
 
 
-def test_times_are_stored_as_utc_text_on_sqlite(engine) -> None:
+def test_times_are_stored_in_utc(engine) -> None:
+    """SQLite: sortable UTC text as its date functions write it; PostgreSQL: timestamptz."""
     with engine.begin() as conn:
         conn.execute(IngestBatch.__table__.insert().values(
             source_id="x", file_name="f", sha256="0" * 64, status="loaded",
             received_at=datetime(2026, 1, 1, 10, tzinfo=timezone.utc).astimezone(),
             n_records=0, n_new=0, n_unchanged=0, n_revised=0, n_rejected=0, n_missing=0))
-        assert conn.execute(text("SELECT received_at FROM ingest_batch")).scalar_one() == "2026-01-01 10:00:00"
+        stored = conn.execute(text("SELECT received_at FROM ingest_batch")).scalar_one()
+    expected = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+    assert stored == ("2026-01-01 10:00:00" if engine.dialect.name == "sqlite" else expected)
 
 
 def test_only_one_loaded_batch_per_payload(engine) -> None:
@@ -50,5 +54,5 @@ def test_only_one_loaded_batch_per_payload(engine) -> None:
         conn.execute(IngestBatch.__table__.insert().values(**row, status="failed"))
         conn.execute(IngestBatch.__table__.insert().values(**row, status="failed"))
         conn.execute(IngestBatch.__table__.insert().values(**row, status="loaded"))
-    with engine.begin() as conn, pytest.raises(Exception, match="UNIQUE"):
+    with engine.begin() as conn, pytest.raises(IntegrityError, match="(?i)unique"):
         conn.execute(IngestBatch.__table__.insert().values(**row, status="loaded"))

@@ -16,9 +16,9 @@ PROVIDERS = Path(__file__).resolve().parents[1] / "fixtures" / "providers_config
 
 
 @pytest.fixture
-def providers(tmp_path):
+def providers(db_url):
     config = load_config(PROVIDERS)
-    engine = migrated_engine(f"sqlite:///{tmp_path / 'providers.db'}", config)
+    engine = migrated_engine(db_url, config)
     yield engine, config
     engine.dispose()
 
@@ -60,7 +60,7 @@ def test_units_and_flags_are_canonical(shared_data, providers) -> None:
     with engine.connect() as conn:
         flags = dict(conn.execute(text(
             "SELECT flag, count(*) FROM readings WHERE station_code = '915011A' GROUP BY flag")).all())
-        peak = conn.execute(text("SELECT max(value), unit FROM readings WHERE station_code = '915011A'")).one()
+        peak = conn.execute(text("SELECT max(value), min(unit) FROM readings WHERE station_code = '915011A'")).one()
         q = conn.execute(text(
             "SELECT value, qualifier, flag FROM readings WHERE station_code = '09070500' ORDER BY obs_time")).all()
     assert flags == {"good": 1075 + 295, "suspect": 172}  # BoM quality codes 90 and 10 -> good, 110 -> suspect

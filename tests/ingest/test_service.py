@@ -150,21 +150,28 @@ def test_exception_mid_batch_leaves_the_database_as_before(tmp_path, engine, con
     assert (r.new, r.rejected) == (1440, 1)
 
 
-def test_killed_process_leaves_no_partial_batch(tmp_path, config) -> None:
-    """SIGKILL the real CLI in the middle of a large batch: nothing of it remains."""
-    from tests.conftest import migrated_engine
+def _mid_batch(engine, proc: subprocess.Popen) -> bool:
+    """True once the ingest process is inside its batch transaction, writing rows."""
+    if engine.dialect.name == "sqlite":
+        wal = Path(f"{engine.url.database}-wal")
+        return wal.exists() and wal.stat().st_size > 2_000_000
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query LIKE 'INSERT INTO observation%'")).scalar_one())
 
-    db = tmp_path / "kill.db"
-    engine = migrated_engine(f"sqlite:///{db}", config)
+
+def test_killed_process_leaves_no_partial_batch(tmp_path, engine, config) -> None:
+    """SIGKILL the real CLI in the middle of a large batch: nothing of it remains."""
     lines = [f"11242;Q;{d:02d}.0{m}.2026 {h:02d}:{mi:02d};{d + h + mi / 100:.2f};m3/s"
              for m in (4, 5, 6) for d in range(1, 29) for h in range(24) for mi in range(0, 60, 2)]
     p = _csv(tmp_path / "big.csv", lines)
-    env = {**os.environ, "WATERMON_DB_URL": f"sqlite:///{db}", "WATERMON_DATA_DIR": str(tmp_path)}
+    url = engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "WATERMON_DB_URL": url, "WATERMON_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "watermon.cli", "ingest", "--source", "kz-hydromet", str(p)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wal = Path(f"{db}-wal")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and (not wal.exists() or wal.stat().st_size < 2_000_000):
+    while time.monotonic() < deadline and proc.poll() is None and not _mid_batch(engine, proc):
         time.sleep(0.005)
     assert proc.poll() is None, "the ingest finished before it could be killed; make the file larger"
     proc.send_signal(signal.SIGKILL)
@@ -174,7 +181,6 @@ def test_killed_process_leaves_no_partial_batch(tmp_path, config) -> None:
     r = ingest_file(engine, config, "kz-hydromet", p)
     assert (r.status, r.new) == ("loaded", len(lines))
     assert _count(engine, Observation) == len(lines)
-    engine.dispose()
 
 
 def test_real_archive_exact_counts_in_the_database(shared_data, engine, config) -> None:

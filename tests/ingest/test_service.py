@@ -158,7 +158,7 @@ def _mid_batch(engine, proc: subprocess.Popen) -> bool:
     with engine.connect() as conn:
         return bool(conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND query LIKE 'INSERT INTO observation%'")).scalar_one())
+            "AND pid <> pg_backend_pid() AND (query LIKE 'COPY observation%' OR query LIKE 'INSERT INTO observation%')")).scalar_one())
 
 
 def test_killed_process_leaves_no_partial_batch(tmp_path, engine, config) -> None:

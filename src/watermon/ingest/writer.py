@@ -2,8 +2,9 @@
 
 The comparison with what is stored happens per chunk and per series over the chunk's
 time range, so memory is bounded by the chunk size, not by the file or the table.
-Rows go in through the DB-API ``executemany`` (SQLAlchemy's per-row bind processing
-would cost more than the insert itself).
+Rows go in through the DB-API ``executemany`` on SQLite and ``COPY`` on PostgreSQL
+(SQLAlchemy's per-row bind processing would cost more than the insert itself), in the
+batch's transaction like everything else.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class BatchWriter:
         self._insert_sql = (
             f"INSERT INTO observation ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
         )
+        self._copy_sql = f"COPY observation ({', '.join(cols)}) FROM STDIN"
         self._select_sql = (
             f"SELECT obs_time, revision, value, qualifier, batch_id FROM observation "
             f"WHERE series_id = {mark} AND obs_time >= {mark} AND obs_time <= {mark}"
@@ -90,8 +92,18 @@ class BatchWriter:
                 c.time_min = lo if c.time_min is None else min(lo, c.time_min)
                 c.time_max = hi if c.time_max is None else max(hi, c.time_max)
         if rows:
-            self.conn.exec_driver_sql(self._insert_sql, rows)
+            self._insert(rows)
         return conflicts
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL: COPY (the rows are already decided); elsewhere ``executemany``."""
+        if self.conn.dialect.driver == "psycopg":
+            raw = self.conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            self.conn.exec_driver_sql(self._insert_sql, rows)
 
     def _db_times(self, observations: Sequence[Observation]) -> list[Any]:
         tc = self._time_cache

@@ -82,3 +82,12 @@ def test_broken_config_exits_1_naming_the_file(env: Path, tmp_path: Path, monkey
     monkeypatch.setenv("WATERMON_CONFIG", str(cfg))
     assert main(["stations"]) == 1
     assert f"{cfg / 'agencies.yaml'}: agencies[0](X).id" in capsys.readouterr().err
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WATERMON_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2")
+    monkeypatch.setenv("WATERMON_DATA_DIR", str(tmp_path))
+    ok = _csv(tmp_path / "ok.csv", "11242;Q;01.04.2026 08:00;5;m3/s\n")
+    assert main(["ingest", "--source", "kz-hydromet", str(ok)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("watermon: database error:") and "127.0.0.1" in err and "Traceback" not in err

@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from sqlalchemy.exc import DBAPIError
+
     from watermon.config import ConfigError
 
     try:
@@ -269,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ConfigError as exc:
         print(f"watermon: configuration error: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:  # nothing of the batch in progress was stored
+        print(f"watermon: database error: {exc.orig or exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

@@ -196,3 +196,12 @@ def test_real_archive_exact_counts_in_the_database(shared_data, engine, config) 
         rows = readings(conn, "16294", aggregation="decade_mean")
     assert len(rows) == expected
     assert rows[0].unit == "m3/s" and rows[0].time.isoformat() == "1932-01-01T00:00:00+00:00"
+
+
+def test_a_variable_without_lower_limit_reports_its_range(tmp_path, engine, config) -> None:
+    variables = tuple(v.model_copy(update={"min": None}) if v.id == "stage" else v for v in config.variables)
+    cfg = config.model_copy(update={"variables": variables})
+    r = ingest_file(engine, cfg, "kz-hydromet", _csv(tmp_path / "a.csv", ["11242;H;01.04.2026 08:00;99000;cm"]))
+    with engine.connect() as conn:
+        (q,) = quarantine(conn, batch_id=r.batch_id)
+    assert q["reason"] == "stage 990 m is outside the physical range [-inf, 50] m"

@@ -121,12 +121,9 @@ class Normaliser:
         if not math.isfinite(value):
             return Rejection(r.record_no, "value", f"not a finite number: {r.value!r}", r.raw)
         v = self._variables[var]
-        return Rejection(
-            r.record_no,
-            "value",
-            f"{var} {value:g} {unit} is outside the physical range [{v.min:g}, {v.max:g}] {unit}",
-            r.raw,
-        )
+        lo = "-inf" if v.min is None else f"{v.min:g}"
+        hi = "inf" if v.max is None else f"{v.max:g}"
+        return Rejection(r.record_no, "value", f"{var} {value:g} {unit} is outside the physical range [{lo}, {hi}] {unit}", r.raw)
 
     def _resolve_station(self, ident: str) -> str | Rejection:
         code = self.source.station_map.get(ident, ident)

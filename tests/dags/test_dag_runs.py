@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from airflow.dag_processing.dagbag import DagBag
 from sqlalchemy import text
 
 from tests.dags.conftest import DAGS, ROOT
+from tests.operator_endpoint import LEVEL_M, Endpoint, operator_endpoint
 from watermon.config import load_config
 from watermon.db.engine import make_engine
 from watermon.demo.generator import generate
@@ -93,61 +93,43 @@ def test_unreadable_file_fails_the_check_but_the_rest_lands(airflow_db: Path, wa
     assert "header lacks column(s)" in (inbox / "failed" / "b.csv.reason.txt").read_text()
 
 
-class _Endpoint(BaseHTTPRequestHandler):
-    requests: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        from urllib.parse import parse_qs, urlparse
-
-        _Endpoint.requests.append(self.path)
-        start = parse_qs(urlparse(self.path).query)["start"][0]
-        body = json.dumps({"records": [{"station": "CHARDARA", "time": start,
-                                        "level": {"value": 250.5, "unit": "m"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def remote_config(tmp_path: Path, monkeypatch) -> str:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    cfg = tmp_path / "remote-config"
+def remote_config(tmp_path: Path, monkeypatch) -> Iterator[Endpoint]:
+    with operator_endpoint() as endpoint:
+        _write_remote_config(tmp_path / "remote-config", endpoint.url)
+        monkeypatch.setenv("WATERMON_CONFIG", str(tmp_path / "remote-config"))
+        yield endpoint
+
+
+def _write_remote_config(cfg: Path, url: str) -> None:
+    """The demo configuration with kz-reservoirs pulled over HTTP from ``url``."""
     cfg.mkdir()
     for f in (ROOT / "config").glob("*.yaml"):
         (cfg / f.name).write_text(f.read_text())
     sources_yaml = (cfg / "sources.yaml").read_text().replace(
         "    inbox: inbox/kz-reservoirs\n",
         "    inbox: inbox/kz-reservoirs\n"
-        f"    http: {{url: 'http://127.0.0.1:{server.server_port}/records?start={{start}}&end={{end}}'}}\n",
+        f"    http: {{url: '{url}'}}\n",
     )
     (cfg / "sources.yaml").write_text(sources_yaml)
-    monkeypatch.setenv("WATERMON_CONFIG", str(cfg))
-    _Endpoint.requests.clear()
-    yield str(cfg)
-    server.shutdown()
 
 
-def test_remote_source_pulls_its_data_interval(airflow_db: Path, watermon_env: Path, remote_config: str) -> None:
+def test_remote_source_pulls_its_data_interval(airflow_db: Path, watermon_env: Path, remote_config: Endpoint) -> None:
     logical = datetime(2026, 4, 1, 3, tzinfo=timezone.utc)
     dr = _run("watermon_ingest.py", "watermon_ingest_kz_reservoirs", logical_date=logical)
     assert _task_states(dr) == {"fetch_and_ingest": "success", "check": "success"}
     # The run's data interval (an hour, by the source's cron) is what was requested.
     start, end = dr.data_interval_start, dr.data_interval_end
     assert end - start == timedelta(hours=1) and start <= logical <= end
-    assert _Endpoint.requests == [f"/records?start={start:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"]
+    assert remote_config.requests == [f"/records?start={start:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"]
     engine = make_engine(f"sqlite:///{watermon_env / 'watermon.db'}")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT obs_time, value FROM readings WHERE station_code = 'CHARDARA'")).all()
     engine.dispose()
-    assert rows == [(f"{start:%Y-%m-%d %H:%M:%S}", 250.5)]
+    assert rows == [(f"{start:%Y-%m-%d %H:%M:%S}", LEVEL_M)]
     events = [e for e in _asset_events(airflow_db, "watermon://observations/kz-reservoirs")]
     assert events[-1]["time_min"] == start.isoformat() and events[-1]["new"] == 1
     # Running the same interval again (a retry, a backfill) re-fetches it; nothing changes.
     dr = _run("watermon_ingest.py", "watermon_ingest_kz_reservoirs", logical_date=logical)
-    assert len(_Endpoint.requests) == 2 and _Endpoint.requests[0] == _Endpoint.requests[1]
+    assert len(remote_config.requests) == 2 and remote_config.requests[0] == remote_config.requests[1]
     assert len(_asset_events(airflow_db, "watermon://observations/kz-reservoirs")) == len(events)

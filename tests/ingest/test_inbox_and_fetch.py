@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.operator_endpoint import LEVEL_M, operator_endpoint
 from watermon.config.models import HttpEndpoint
 from watermon.db.queries import readings
 from watermon.ingest.fetch import FetchError, fetch_window
@@ -43,36 +40,10 @@ def test_inbox_files_go_to_processed_or_failed_with_a_reason(tmp_path, engine, c
     assert again.status == "duplicate" and (inbox / "processed" / "day1.1.csv").exists()
 
 
-class _Operator(BaseHTTPRequestHandler):
-    """A reservoir operator's endpoint: records of the requested window, token required."""
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.headers.get("Authorization") != "Bearer s3cret":
-            self.send_response(401)
-            self.end_headers()
-            return
-        q = parse_qs(urlparse(self.path).query)
-        start = datetime.fromisoformat(q["start"][0].replace("Z", "+00:00"))
-        body = json.dumps({"records": [
-            {"station": "CHARDARA", "time": start.isoformat(), "level": {"value": 250.1, "unit": "m"},
-             "volume": {"value": 4150, "unit": "million m3"}},
-        ]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def operator_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Operator)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/records?start={{start}}&end={{end}}"
-    server.shutdown()
+    with operator_endpoint(token="s3cret") as endpoint:
+        yield endpoint.url
 
 
 def test_http_window_is_saved_then_ingested(tmp_path, engine, config, operator_url, monkeypatch) -> None:
@@ -90,10 +61,10 @@ def test_http_window_is_saved_then_ingested(tmp_path, engine, config, operator_u
     path = fetch_window(source, start, end, tmp_path / "inbox")
     assert path.parent == tmp_path / "inbox" and path.name.startswith("kz-reservoirs_20260401T0300_20260402T0300")
     r = ingest_file(engine, config, "kz-reservoirs", path)
-    assert (r.status, r.new) == ("loaded", 2)
+    assert (r.status, r.new) == ("loaded", 1)
     with engine.connect() as conn:
         (level,) = readings(conn, "CHARDARA", variable="reservoir_level")
-    assert level.time == start and level.value == 250.1
+    assert level.time == start and level.value == LEVEL_M
 
 
 def test_unreachable_endpoint_is_a_clear_error(tmp_path, config) -> None:

@@ -38,12 +38,15 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture
-def watermon_env(tmp_path: Path, monkeypatch) -> Path:
-    """A watermon database and data directory for one test, given to tasks via env."""
+def watermon_env(tmp_path: Path, db_url: str, monkeypatch) -> Path:
+    """A watermon database (SQLite or PostgreSQL) and data directory, given to tasks.
+
+    The database URL is in ``WATERMON_DB_URL`` and in the ``watermon_db`` connection.
+    """
     from tests.conftest import migrated_engine
     from watermon.config import load_config
 
-    db = f"sqlite:///{tmp_path / 'watermon.db'}"
+    db = db_url
     monkeypatch.setenv("WATERMON_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("WATERMON_DB_URL", db)
     monkeypatch.setenv("AIRFLOW_CONN_WATERMON_DB", f'{{"conn_type": "generic", "extra": {{"url": "{db}"}}}}')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from tests.dags.conftest import DAGS, ROOT
 from tests.operator_endpoint import LEVEL_M, Endpoint, operator_endpoint
 from watermon.config import load_config
 from watermon.db.engine import make_engine
+from watermon.db.schema import Observation
 from watermon.demo.generator import generate
 from watermon.orchestration.layout import MAINTENANCE_DAG_ID, sources
 
@@ -53,7 +55,7 @@ def test_demo_season_end_to_end(airflow_db: Path, watermon_env: Path) -> None:
     dr = _run("watermon_maintenance.py", MAINTENANCE_DAG_ID)
     assert _task_states(dr) == {"database_upkeep": "success", "airflow_db_clean": "success"}
 
-    engine = make_engine(f"sqlite:///{watermon_env / 'watermon.db'}")
+    engine = make_engine(os.environ["WATERMON_DB_URL"])
     with engine.connect() as conn:
         batches = conn.execute(text("SELECT source_id, count(*) FROM ingest_batch GROUP BY source_id")).all()
         revised = conn.execute(text("SELECT count(*) FROM observation WHERE revision > 1")).scalar_one()
@@ -122,11 +124,11 @@ def test_remote_source_pulls_its_data_interval(airflow_db: Path, watermon_env: P
     start, end = dr.data_interval_start, dr.data_interval_end
     assert end - start == timedelta(hours=1) and start <= logical <= end
     assert remote_config.requests == [f"/records?start={start:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"]
-    engine = make_engine(f"sqlite:///{watermon_env / 'watermon.db'}")
+    engine = make_engine(os.environ["WATERMON_DB_URL"])
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT obs_time, value FROM readings WHERE station_code = 'CHARDARA'")).all()
+        rows = conn.execute(select(Observation.obs_time, Observation.value)).all()
     engine.dispose()
-    assert rows == [(f"{start:%Y-%m-%d %H:%M:%S}", LEVEL_M)]
+    assert rows == [(start, LEVEL_M)]
     events = [e for e in _asset_events(airflow_db, "watermon://observations/kz-reservoirs")]
     assert events[-1]["time_min"] == start.isoformat() and events[-1]["new"] == 1
     # Running the same interval again (a retry, a backfill) re-fetches it; nothing changes.

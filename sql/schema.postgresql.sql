@@ -109,3 +109,40 @@ FROM observation_current c
 JOIN series s ON s.id = c.series_id
 JOIN station st ON st.id = s.station_id
 JOIN ingest_batch b ON b.id = c.batch_id;
+
+-- Roles and row-level security (migration 0002)
+DO $$
+DECLARE r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['watermon_ingest', 'watermon_read', 'watermon_ministry_kz',
+                             'watermon_ministry_uz', 'watermon_hydrologist'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END $$;
+GRANT watermon_read TO watermon_ministry_kz, watermon_ministry_uz, watermon_hydrologist;
+
+GRANT USAGE ON SCHEMA public TO watermon_read, watermon_ingest;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO watermon_read, watermon_ingest;
+GRANT INSERT ON observation, series, quarantine, ingest_batch TO watermon_ingest;
+GRANT UPDATE ON ingest_batch TO watermon_ingest;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO watermon_ingest;
+
+-- The agencies the current role may write for: those whose ingest role it holds.
+CREATE FUNCTION watermon_writable_agencies() RETURNS SETOF text LANGUAGE sql STABLE AS $$
+    SELECT a.id FROM agency a
+    WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'watermon_ingest_' || a.id)
+               THEN pg_has_role(current_user, 'watermon_ingest_' || a.id, 'MEMBER') ELSE false END
+$$;
+
+ALTER TABLE observation ENABLE ROW LEVEL SECURITY;
+CREATE POLICY observation_read ON observation FOR SELECT USING (true);
+CREATE POLICY observation_insert_own ON observation FOR INSERT WITH CHECK (
+    series_id IN (SELECT s.id FROM series s JOIN station st ON st.id = s.station_id
+                  WHERE st.agency_id IN (SELECT watermon_writable_agencies())));
+
+ALTER TABLE series ENABLE ROW LEVEL SECURITY;
+CREATE POLICY series_read ON series FOR SELECT USING (true);
+CREATE POLICY series_insert_own ON series FOR INSERT WITH CHECK (
+    station_id IN (SELECT id FROM station WHERE agency_id IN (SELECT watermon_writable_agencies())));

@@ -27,7 +27,19 @@ def ddl(dialect_name: str) -> str:
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
     parts.extend(f"{sql};\n" for sql in VIEWS.values())
+    if dialect_name == "postgresql":
+        parts.append("-- Roles and row-level security (migration 0002)\n" + _security_sql().strip() + "\n")
     return "\n".join(line.rstrip() for line in "\n".join(parts).splitlines()) + "\n"
+
+
+def _security_sql() -> str:
+    import importlib.util
+
+    path = next((Path(__file__).parent / "migrations" / "versions").glob("0002_*.py"))
+    spec = importlib.util.spec_from_file_location("watermon_migration_0002", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return str(module.UPGRADE)
 
 
 def path_for(dialect_name: str, root: Path = PROJECT_ROOT) -> Path:

@@ -48,4 +48,20 @@ def sync_reference(conn: Connection, config: BasinConfig) -> dict[str, int]:
         else:
             continue
         changed["station"] += 1
+    if conn.dialect.name == "postgresql":
+        for a in config.agencies:
+            ensure_ingest_role(conn, a.id)
     return changed
+
+
+def ingest_role(agency_id: str) -> str:
+    """The PostgreSQL role an agency's deliveries are written under (row-level security)."""
+    return f"watermon_ingest_{agency_id}"
+
+
+def ensure_ingest_role(conn: Connection, agency_id: str) -> None:
+    role = ingest_role(agency_id)
+    exists = conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = %(r)s", {"r": role}).first()
+    if not exists:
+        quoted = conn.dialect.identifier_preparer.quote(role)
+        conn.exec_driver_sql(f"CREATE ROLE {quoted} NOLOGIN IN ROLE watermon_ingest")

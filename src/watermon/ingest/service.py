@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select, update
 
 from watermon.config.models import BasinConfig, Source
+from watermon.db.reference import ingest_role
 from watermon.db.schema import IngestBatch
 from watermon.ingest.formats import parser_for
 from watermon.ingest.normalise import Normaliser, Observation, SeriesKey
@@ -116,6 +117,11 @@ def ingest_file(
 
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Row-level security: write as the agency, so the database itself refuses
+                # any other agency's stations, whatever this code does.
+                role = conn.dialect.identifier_preparer.quote(ingest_role(source.agency))
+                conn.exec_driver_sql(f"SET LOCAL ROLE {role}")
             batch_id = conn.execute(
                 b.insert().values(
                     source_id=source.id,

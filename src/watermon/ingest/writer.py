@@ -2,9 +2,9 @@
 
 The comparison with what is stored happens per chunk and per series over the chunk's
 time range, so memory is bounded by the chunk size, not by the file or the table.
-Rows go in through the DB-API ``executemany`` on SQLite and ``COPY`` on PostgreSQL
-(SQLAlchemy's per-row bind processing would cost more than the insert itself), in the
-batch's transaction like everything else.
+Rows go in through the DB-API ``executemany`` on SQLite and ``COPY`` (via a staging
+table) on PostgreSQL (SQLAlchemy's per-row bind processing would cost more than the
+insert itself), in the batch's transaction like everything else.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class BatchWriter:
         self._insert_sql = (
             f"INSERT INTO observation ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
         )
-        self._copy_sql = f"COPY observation ({', '.join(cols)}) FROM STDIN"
+        self._columns = ", ".join(cols)
+        self._staging = False
         self._select_sql = (
             f"SELECT obs_time, revision, value, qualifier, batch_id FROM observation "
             f"WHERE series_id = {mark} AND obs_time >= {mark} AND obs_time <= {mark}"
@@ -96,14 +97,25 @@ class BatchWriter:
         return conflicts
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        """PostgreSQL: COPY (the rows are already decided); elsewhere ``executemany``."""
-        if self.conn.dialect.driver == "psycopg":
-            raw = self.conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(self._copy_sql) as copy:
+        """PostgreSQL: COPY into a staging table, then one INSERT under row-level security
+        (which refuses COPY straight into the table); elsewhere ``executemany``."""
+        if self.conn.dialect.driver != "psycopg":
+            self.conn.exec_driver_sql(self._insert_sql, rows)
+            return
+        raw = self.conn.connection.driver_connection
+        with raw.cursor() as cur:
+            if not self._staging:
+                cur.execute(
+                    "CREATE TEMP TABLE watermon_staging (LIKE observation INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
+                self._staging = True
+            with cur.copy(f"COPY watermon_staging ({self._columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-        else:
-            self.conn.exec_driver_sql(self._insert_sql, rows)
+            cur.execute(
+                f"INSERT INTO observation ({self._columns}) SELECT {self._columns} FROM watermon_staging"
+            )
+            cur.execute("TRUNCATE watermon_staging")
 
     def _db_times(self, observations: Sequence[Observation]) -> list[Any]:
         tc = self._time_cache

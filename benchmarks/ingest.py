@@ -157,28 +157,11 @@ class Databases:
 
 def peak_rss_mb(readings: int, work: Path) -> tuple[float, float]:
     """Peak RSS (MB) and wall time of a child process that ingests ``readings`` readings."""
-    code = (
-        "import sys, time, resource; sys.path.insert(0, sys.argv[1]);"
-        "from benchmarks_ingest_child import run; run(*sys.argv[2:])"
-    )
-    child = work / "benchmarks_ingest_child.py"
-    child.write_text(
-        "import resource, time\nfrom pathlib import Path\n"
-        "from watermon.config import load_config\n"
-        "def run(cfg, db, csv):\n"
-        "    import benchmarks_ingest_setup as s\n"
-        "    config = load_config(cfg)\n"
-        "    engine = s.fresh_engine('sqlite:///' + db, config)\n"
-        "    t0 = time.perf_counter()\n"
-        "    r = s.ingest_file(engine, config, 'kz-hydromet', Path(csv))\n"
-        "    print(r.new, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    )
-    shutil.copy(__file__, work / "benchmarks_ingest_setup.py")
     csv_path = work / "rss.csv"
     write_csv(csv_path, readings)
     out = subprocess.run(
-        [sys.executable, "-c", code, str(work), str(work / "config"), str(work / "rss.db"), str(csv_path)],
-        check=True, capture_output=True, text=True, env={"PYTHONPATH": f"{ROOT / 'src'}:{work}", "PATH": "/usr/bin:/bin"},
+        [sys.executable, __file__, "--child", str(work / "config"), str(work / "rss.db"), str(csv_path)],
+        check=True, capture_output=True, text=True,
     ).stdout.split()
     new, seconds, rss = int(out[0]), float(out[1]), float(out[2])
     assert new == readings, (new, readings)
@@ -186,12 +169,25 @@ def peak_rss_mb(readings: int, work: Path) -> tuple[float, float]:
     return rss, seconds
 
 
+def child(config_dir: str, db: str, csv_path: str) -> None:
+    """The measured process: one ingest into a fresh database, then its own peak RSS."""
+    config = load_config(config_dir)
+    engine = fresh_engine(f"sqlite:///{db}", config)
+    t0 = time.perf_counter()
+    r = ingest_file(engine, config, "kz-hydromet", Path(csv_path))
+    print(r.new, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--rss-readings", type=int, default=0, help="also measure peak RSS for this many (e.g. 10000000)")
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--child", nargs=3, metavar=("CONFIG", "DB", "CSV"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="watermon-bench-") as tmp:
         work = Path(tmp)

@@ -6,6 +6,8 @@ import collections
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from watermon.ingest.normalise import Normaliser
 from watermon.ingest.records import Reading, Rejection
 from watermon.ingest.uzhydromet_csv import parse
@@ -55,3 +57,12 @@ def test_bad_rows(tmp_path: Path, config) -> None:
     items = list(parse(p, config.source("uz-hydromet-archive")))
     assert isinstance(items[0], Reading)
     assert [(i.record_no, i.field) for i in items[1:]] == [(3, "date"), (4, "data"), (5, "resolution"), (6, "line")]
+
+
+def test_wrong_encoding_fails_the_file_naming_the_line(tmp_path: Path, config) -> None:
+    from watermon.ingest.records import FileFormatError
+
+    p = tmp_path / "cp1251.csv"
+    p.write_bytes("date,data,units,code\n2020-01-01,1.5,m3s,16279\n2020-01-02,1.5,м3/с,16279\n".encode("cp1251"))
+    with pytest.raises(FileFormatError, match="cp1251.csv: line 3: not UTF-8 text"):
+        list(parse(p, config.source("uz-hydromet-archive")))

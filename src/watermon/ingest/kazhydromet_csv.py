@@ -18,6 +18,7 @@ from pathlib import Path
 
 from watermon.config.models import Source
 from watermon.ingest.records import FileFormatError, ParsedItem, Reading, Rejection
+from watermon.ingest.textio import utf8_lines
 from watermon.ingest.timeparse import LocalTimes
 from watermon.periods import Aggregation, label, period_start
 
@@ -28,23 +29,19 @@ _AGGREGATIONS = {a.value: a for a in Aggregation}
 
 
 def parse(path: Path, source: Source) -> Iterator[ParsedItem]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        lines = iter(f)
-        try:
-            try:
-                first = next(lines)
-            except StopIteration:
-                return
-            header = [h.strip().lower() for h in _split(first)]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise FileFormatError(
-                    f"{path}: line 1: header lacks column(s) {', '.join(missing)} "
-                    f"(expected {';'.join(REQUIRED)}[;quality][;aggregation], found {';'.join(header)})"
-                )
-            yield from _rows(lines, header, source)
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(f"{path}: line {_bad_line(path)}: not UTF-8 text ({exc.reason})") from None
+    lines = utf8_lines(path)
+    try:
+        first = next(lines)
+    except StopIteration:
+        return
+    header = [h.strip().lower() for h in _split(first)]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise FileFormatError(
+            f"{path}: line 1: header lacks column(s) {', '.join(missing)} "
+            f"(expected {';'.join(REQUIRED)}[;quality][;aggregation], found {';'.join(header)})"
+        )
+    yield from _rows(lines, header, source)
 
 
 def _split(line: str) -> list[str]:
@@ -67,17 +64,6 @@ def _value(text: str) -> float | None | object:
         return float(v.replace(",", ".").replace(" ", "").replace("\u00a0", ""))
     except ValueError:
         return _BAD
-
-
-def _bad_line(path: Path) -> int:
-    """The first line that is not UTF-8 (the decoder only knows its buffer's offset)."""
-    with path.open("rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return no
-    return 0
 
 
 def _rows(lines: Iterator[str], header: list[str], source: Source) -> Iterator[ParsedItem]:

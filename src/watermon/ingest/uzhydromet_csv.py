@@ -17,8 +17,8 @@ from datetime import date
 from pathlib import Path
 
 from watermon.config.models import Source
-from watermon.ingest.textio import decoded_lines
 from watermon.ingest.records import FileFormatError, ParsedItem, Reading, Rejection
+from watermon.ingest.textio import utf8_lines
 from watermon.periods import aggregation_for, label, period_start
 
 REQUIRED = ("date", "data", "units", "code")
@@ -26,7 +26,7 @@ RESOLUTIONS = {"dec": "decade", "mon": "month", "pentad": "pentad", "pen": "pent
 
 
 def parse(path: Path, source: Source) -> Iterator[ParsedItem]:
-    reader = csv.reader(decoded_lines(path))
+    reader = csv.reader(utf8_lines(path))
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:

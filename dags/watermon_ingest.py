@@ -61,7 +61,7 @@ def _emit(alias: AssetAlias, asset: Asset, summary: dict) -> None:
 
 
 def build_ingest_dag(src: SourceLayout):
-    asset = Asset(name=f"watermon_observations_{src.id.replace('-', '_')}", uri=src.asset_uri)
+    asset = Asset(name=src.asset_name, uri=src.asset_uri)
     alias = AssetAlias(name=f"watermon_batches_{src.id.replace('-', '_')}")
     how = HOW_REMOTE.format(pool=src.pool) if src.remote else HOW_FILE_DROP
     if src.remote:

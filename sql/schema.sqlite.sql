@@ -8,6 +8,25 @@ CREATE TABLE agency (
 	CONSTRAINT pk_agency PRIMARY KEY (id)
 );
 
+CREATE TABLE forecast_run (
+	id INTEGER NOT NULL,
+	issue_time VARCHAR(26) NOT NULL,
+	created_at VARCHAR(26) NOT NULL,
+	finished_at VARCHAR(26),
+	status VARCHAR(10) NOT NULL,
+	"trigger" VARCHAR(200) NOT NULL,
+	data_cutoff VARCHAR(26),
+	last_batch_id INTEGER,
+	qc_run_id INTEGER,
+	config_sha256 VARCHAR(64) NOT NULL,
+	code_version VARCHAR(40) NOT NULL,
+	error TEXT,
+	CONSTRAINT pk_forecast_run PRIMARY KEY (id),
+	CONSTRAINT ck_forecast_run_status CHECK (status IN ('running', 'done', 'failed'))
+);
+
+CREATE INDEX ix_forecast_run_issue_time ON forecast_run (issue_time);
+
 CREATE TABLE ingest_batch (
 	id INTEGER NOT NULL,
 	source_id VARCHAR(64) NOT NULL,
@@ -32,6 +51,33 @@ CREATE TABLE ingest_batch (
 CREATE INDEX ix_ingest_batch_source_id ON ingest_batch (source_id);
 
 CREATE UNIQUE INDEX uq_ingest_batch_loaded_payload ON ingest_batch (source_id, sha256) WHERE status = 'loaded';
+
+CREATE TABLE qc_run (
+	id INTEGER NOT NULL,
+	started_at VARCHAR(26) NOT NULL,
+	finished_at VARCHAR(26),
+	status VARCHAR(10) NOT NULL,
+	"trigger" VARCHAR(200) NOT NULL,
+	since VARCHAR(26),
+	n_batches INTEGER NOT NULL,
+	config_sha256 VARCHAR(64) NOT NULL,
+	code_version VARCHAR(40) NOT NULL,
+	n_series INTEGER NOT NULL,
+	n_flags INTEGER NOT NULL,
+	error TEXT,
+	CONSTRAINT pk_qc_run PRIMARY KEY (id),
+	CONSTRAINT ck_qc_run_status CHECK (status IN ('running', 'done', 'failed'))
+);
+
+CREATE TABLE qc_batch (
+	batch_id INTEGER NOT NULL,
+	run_id INTEGER NOT NULL,
+	CONSTRAINT pk_qc_batch PRIMARY KEY (batch_id),
+	CONSTRAINT fk_qc_batch_batch_id_ingest_batch FOREIGN KEY(batch_id) REFERENCES ingest_batch (id),
+	CONSTRAINT fk_qc_batch_run_id_qc_run FOREIGN KEY(run_id) REFERENCES qc_run (id)
+);
+
+CREATE INDEX ix_qc_batch_run_id ON qc_batch (run_id);
 
 CREATE TABLE quarantine (
 	id INTEGER NOT NULL,
@@ -64,6 +110,60 @@ CREATE TABLE station (
 
 CREATE INDEX ix_station_agency_id ON station (agency_id);
 
+CREATE TABLE forecast_model (
+	id INTEGER NOT NULL,
+	run_id INTEGER NOT NULL,
+	station_id INTEGER NOT NULL,
+	variable VARCHAR(40) NOT NULL,
+	step VARCHAR(10) NOT NULL,
+	model VARCHAR(40) NOT NULL,
+	params TEXT NOT NULL,
+	train_from VARCHAR(26),
+	train_to VARCHAR(26),
+	last_observed FLOAT,
+	last_observed_time VARCHAR(26),
+	CONSTRAINT pk_forecast_model PRIMARY KEY (id),
+	CONSTRAINT ck_forecast_model_step CHECK (step IN ('daily', 'pentad', 'decade')),
+	CONSTRAINT uq_forecast_model_run_id_station_id_variable_step UNIQUE (run_id, station_id, variable, step),
+	CONSTRAINT fk_forecast_model_run_id_forecast_run FOREIGN KEY(run_id) REFERENCES forecast_run (id),
+	CONSTRAINT fk_forecast_model_station_id_station FOREIGN KEY(station_id) REFERENCES station (id)
+);
+
+CREATE INDEX ix_forecast_model_latest ON forecast_model (station_id, variable, step, run_id);
+
+CREATE TABLE forecast_skill (
+	id INTEGER NOT NULL,
+	computed_at VARCHAR(26) NOT NULL,
+	station_id INTEGER NOT NULL,
+	variable VARCHAR(40) NOT NULL,
+	step VARCHAR(10) NOT NULL,
+	model VARCHAR(40) NOT NULL,
+	selected BOOLEAN NOT NULL,
+	lead SMALLINT NOT NULL,
+	verify_from VARCHAR(26) NOT NULL,
+	verify_to VARCHAR(26) NOT NULL,
+	n INTEGER NOT NULL,
+	nse FLOAT,
+	kge FLOAT,
+	kge_prime FLOAT,
+	pbias FLOAT,
+	rmse FLOAT,
+	skill_persistence FLOAT,
+	skill_climatology FLOAT,
+	crps FLOAT,
+	coverage_90 FLOAT,
+	s_sigma FLOAT,
+	p_within FLOAT,
+	rating VARCHAR(20),
+	code_version VARCHAR(40) NOT NULL,
+	config_sha256 VARCHAR(64) NOT NULL,
+	CONSTRAINT pk_forecast_skill PRIMARY KEY (id),
+	CONSTRAINT ck_forecast_skill_step CHECK (step IN ('daily', 'pentad', 'decade')),
+	CONSTRAINT fk_forecast_skill_station_id_station FOREIGN KEY(station_id) REFERENCES station (id)
+);
+
+CREATE INDEX ix_forecast_skill_lookup ON forecast_skill (station_id, variable, step, model, lead);
+
 CREATE TABLE series (
 	id INTEGER NOT NULL,
 	station_id INTEGER NOT NULL,
@@ -75,6 +175,19 @@ CREATE TABLE series (
 	CONSTRAINT ck_series_aggregation CHECK (aggregation IN ('instantaneous', 'daily_mean', 'daily_min', 'daily_max', 'daily_sum', 'pentad_mean', 'pentad_sum', 'decade_mean', 'decade_sum', 'month_mean', 'month_sum')),
 	CONSTRAINT fk_series_station_id_station FOREIGN KEY(station_id) REFERENCES station (id)
 );
+
+CREATE TABLE forecast_value (
+	model_id INTEGER NOT NULL,
+	lead SMALLINT NOT NULL,
+	quantile FLOAT NOT NULL,
+	valid_time VARCHAR(26) NOT NULL,
+	value FLOAT NOT NULL,
+	CONSTRAINT pk_forecast_value PRIMARY KEY (model_id, lead, quantile),
+	CONSTRAINT ck_forecast_value_quantile CHECK (quantile > 0 AND quantile < 1),
+	CONSTRAINT ck_forecast_value_lead CHECK (lead >= 1),
+	CONSTRAINT fk_forecast_value_model_id_forecast_model FOREIGN KEY(model_id) REFERENCES forecast_model (id)
+)
+ WITHOUT ROWID;
 
 CREATE TABLE observation (
 	series_id INTEGER NOT NULL,
@@ -94,6 +207,40 @@ CREATE TABLE observation (
 
 CREATE INDEX ix_observation_batch_id ON observation (batch_id);
 
+CREATE TABLE qc_flag (
+	series_id INTEGER NOT NULL,
+	obs_time VARCHAR(26) NOT NULL,
+	check_id VARCHAR(30) NOT NULL,
+	revision SMALLINT NOT NULL,
+	level VARCHAR(10) NOT NULL,
+	detail TEXT NOT NULL,
+	run_id INTEGER NOT NULL,
+	CONSTRAINT pk_qc_flag PRIMARY KEY (series_id, obs_time, check_id),
+	CONSTRAINT ck_qc_flag_level CHECK (level IN ('good', 'suspect', 'bad', 'missing', 'estimated')),
+	CONSTRAINT fk_qc_flag_series_id_series FOREIGN KEY(series_id) REFERENCES series (id),
+	CONSTRAINT fk_qc_flag_run_id_qc_run FOREIGN KEY(run_id) REFERENCES qc_run (id)
+)
+ WITHOUT ROWID;
+
+CREATE INDEX ix_qc_flag_run_id ON qc_flag (run_id);
+
+CREATE TABLE qc_override (
+	id INTEGER NOT NULL,
+	series_id INTEGER NOT NULL,
+	time_from VARCHAR(26) NOT NULL,
+	time_to VARCHAR(26) NOT NULL,
+	level VARCHAR(10),
+	reason TEXT NOT NULL,
+	author VARCHAR(100) NOT NULL,
+	created_at VARCHAR(26) NOT NULL,
+	CONSTRAINT pk_qc_override PRIMARY KEY (id),
+	CONSTRAINT ck_qc_override_level CHECK (level IS NULL OR level IN ('good', 'suspect', 'bad', 'missing', 'estimated')),
+	CONSTRAINT ck_qc_override_period CHECK (time_from <= time_to),
+	CONSTRAINT fk_qc_override_series_id_series FOREIGN KEY(series_id) REFERENCES series (id)
+);
+
+CREATE INDEX ix_qc_override_series_period ON qc_override (series_id, time_from, time_to);
+
 CREATE VIEW observation_current AS
 SELECT o.series_id, o.obs_time, o.revision, o.value, o.flag, o.qualifier, o.batch_id
 FROM observation o
@@ -110,3 +257,57 @@ FROM observation_current c
 JOIN series s ON s.id = c.series_id
 JOIN station st ON st.id = s.station_id
 JOIN ingest_batch b ON b.id = c.batch_id;
+
+CREATE VIEW observation_qc AS
+SELECT q.series_id, q.obs_time, q.revision, q.value, q.provider_flag,
+       COALESCE(q.override_level,
+                CASE WHEN q.auto_rank = 4 OR q.provider_flag = 'bad' THEN 'bad'
+                     WHEN q.auto_rank = 3 OR q.provider_flag = 'missing' THEN 'missing'
+                     WHEN q.auto_rank = 2 OR q.provider_flag = 'suspect' THEN 'suspect'
+                     WHEN q.auto_rank = 1 OR q.provider_flag = 'estimated' THEN 'estimated'
+                     WHEN q.checked THEN 'good'
+                     ELSE q.provider_flag END) AS qc_flag,
+       q.override_level IS NOT NULL AS overridden
+FROM (
+    SELECT c.series_id, c.obs_time, c.revision, c.value, c.flag AS provider_flag,
+           (SELECT o.level FROM qc_override o
+            WHERE o.series_id = c.series_id AND o.time_from <= c.obs_time AND c.obs_time <= o.time_to
+            ORDER BY o.id DESC LIMIT 1) AS override_level,
+           (SELECT MAX(CASE f.level WHEN 'bad' THEN 4 WHEN 'missing' THEN 3 WHEN 'suspect' THEN 2
+                                    WHEN 'estimated' THEN 1 ELSE 0 END)
+            FROM qc_flag f
+            WHERE f.series_id = c.series_id AND f.obs_time = c.obs_time AND f.revision = c.revision
+           ) AS auto_rank,
+           EXISTS (SELECT 1 FROM qc_batch qb JOIN qc_run r ON r.id = qb.run_id
+                   WHERE qb.batch_id = c.batch_id AND r.status = 'done') AS checked
+    FROM observation_current c
+) q;
+
+CREATE VIEW forecast_latest AS
+SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.model, r.id AS run_id,
+       r.issue_time, v.lead, v.valid_time,
+       MAX(CASE WHEN v.quantile = 0.5 THEN v.value END) AS median,
+       MAX(CASE WHEN v.quantile = 0.05 THEN v.value END) AS q05,
+       MAX(CASE WHEN v.quantile = 0.25 THEN v.value END) AS q25,
+       MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
+       MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
+       m.last_observed, m.last_observed_time
+FROM forecast_model m
+JOIN forecast_run r ON r.id = m.run_id
+JOIN station st ON st.id = m.station_id
+JOIN forecast_value v ON v.model_id = m.id
+WHERE r.id = (SELECT MAX(r2.id) FROM forecast_run r2 JOIN forecast_model m2 ON m2.run_id = r2.id
+              WHERE r2.status = 'done' AND m2.station_id = m.station_id AND m2.variable = m.variable
+                AND m2.step = m.step)
+GROUP BY st.code, st.name, m.variable, m.step, m.model, r.id, r.issue_time, v.lead, v.valid_time,
+         m.last_observed, m.last_observed_time;
+
+CREATE VIEW forecast_skill_latest AS
+SELECT st.code AS station_code, k.variable, k.step, k.model, k.selected, k.lead, k.n, k.nse, k.kge,
+       k.kge_prime, k.pbias, k.rmse, k.skill_persistence, k.skill_climatology, k.crps, k.coverage_90,
+       k.s_sigma, k.p_within, k.rating, k.verify_from, k.verify_to, k.computed_at
+FROM forecast_skill k
+JOIN station st ON st.id = k.station_id
+WHERE k.id = (SELECT MAX(k2.id) FROM forecast_skill k2
+              WHERE k2.station_id = k.station_id AND k2.variable = k.variable AND k2.step = k.step
+                AND k2.model = k.model AND k2.lead = k.lead);

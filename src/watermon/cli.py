@@ -246,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=FORMATS, default="table")
     q.set_defaults(func=cmd_quarantine)
 
+    from watermon.qc.commands import add_commands as add_qc_commands
+
+    add_qc_commands(sub, _time, UsageError)
+
     demo = sub.add_parser("demo", help="synthetic demo data").add_subparsers(dest="demo_command", required=True)
     q = demo.add_parser("generate", help="write a season of demo readings into the sources' inboxes")
     q.add_argument("--seed", type=int, default=2026)

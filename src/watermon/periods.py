@@ -81,3 +81,16 @@ def aggregation_for(period: str, variable: str) -> Aggregation:
     if period == "instant":
         return Aggregation.INSTANTANEOUS
     return Aggregation(f"{period}_{'sum' if variable in TOTALLED else 'mean'}")
+
+
+def period_starts(period: str, first: date, last: date) -> list[date]:
+    """Start days of every ``period`` that begins between ``first`` and ``last`` inclusive."""
+    from datetime import timedelta
+
+    out: list[date] = []
+    d = period_start(period, first)
+    while d <= last:
+        if d >= first:
+            out.append(d)
+        d = period_end(period, d) + timedelta(days=1)
+    return out

@@ -58,6 +58,10 @@ def _broken(tmp_path: Path, file: str, edit) -> Path:
         ("reservoirs.yaml", lambda d: d["reservoirs"][0]["level_volume_curve"].reverse(), "reservoirs[0](CHARVAK).level_volume_curve", "levels must increase"),
         ("reservoirs.yaml", lambda d: d["reservoirs"][0].update(station="16279"), "reservoirs[0].station", "not a reservoir"),
         ("variables.yaml", lambda d: d["variables"][0].update(dimension="furlongs"), "variables[0](discharge).dimension", "unknown dimension"),
+        ("thresholds.yaml", lambda d: d["thresholds"][0].update(danger=100), "thresholds[0](16279)", "watch < warning < danger"),
+        ("thresholds.yaml", lambda d: d["thresholds"][0].update(variable="reservoir_level"), "thresholds[0](16279).variable", "does not measure"),
+        ("thresholds.yaml", lambda d: d["thresholds"].append(dict(d["thresholds"][0])), "thresholds[9](16279)", "duplicate thresholds"),
+        ("qc.yaml", lambda d: d["qc"]["variables"]["discharge"]["spike"].update(window=1), "qc.variables.discharge.spike.window", "greater than or equal to 3"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path: Path, file: str, edit, key: str, message: str) -> None:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from tests.dags.conftest import DAGS, ROOT
 from tests.operator_endpoint import LEVEL_M, Endpoint, operator_endpoint
 from watermon.config import load_config
 from watermon.db.engine import make_engine
-from watermon.db.schema import Observation
+from watermon.db.schema import Observation, QcFlag, Series, Station
 from watermon.demo.generator import generate
-from watermon.orchestration.layout import MAINTENANCE_DAG_ID, sources
+from watermon.orchestration.layout import MAINTENANCE_DAG_ID, QC_DAG_ID, sources
 
 
 def _run(dag_file: str, dag_id: str, **kwargs):
@@ -80,6 +80,38 @@ def test_demo_season_end_to_end(airflow_db: Path, watermon_env: Path) -> None:
     dr = _run("watermon_ingest.py", "watermon_ingest_kz_hydromet")
     assert str(dr.state) == "success"
     assert len(_asset_events(airflow_db, "watermon://observations/")) == before + len(events)
+
+
+def test_qc_dag_checks_new_batches_and_emits_an_event(airflow_db: Path, watermon_env: Path) -> None:
+    """QC after ingestion flags the demo's stuck sensor; a second run finds nothing and is skipped."""
+    generate(load_config(ROOT / "config"), watermon_env)
+    for src in sources():
+        assert str(_run("watermon_ingest.py", src.dag_id).state) == "success"
+    before = len(_asset_events(airflow_db, "watermon://qc/"))
+    dr = _run("watermon_qc.py", QC_DAG_ID)
+    assert _task_states(dr) == {"quality_control": "success"}
+    (event,) = _asset_events(airflow_db, "watermon://qc/")[before:]
+    assert event["series"] > 30 and "11250" in event["stations"] and event["flags"]["flatline"] >= 12
+
+    engine = make_engine(os.environ["WATERMON_DB_URL"])
+    with engine.connect() as conn:
+        stuck = conn.execute(
+            select(func.count()).select_from(QcFlag).join(Series, Series.id == QcFlag.series_id)
+            .join(Station, Station.id == Series.station_id)
+            .where(Station.code == "11250", Series.variable == "stage", QcFlag.check_id == "flatline",
+                   QcFlag.obs_time.between(datetime(2026, 7, 19, 21, tzinfo=timezone.utc),
+                                           datetime(2026, 7, 22, 15, tzinfo=timezone.utc)))
+        ).scalar_one()
+        unchecked = conn.execute(text("SELECT count(*) FROM observation_qc WHERE qc_flag = 'unchecked'")).scalar_one()
+        runs = conn.execute(text("SELECT status, trigger FROM qc_run")).all()
+    engine.dispose()
+    assert stuck == 12  # the demo's frozen stage sensor, every reading after the last good one
+    assert unchecked == 0
+    assert [r.status for r in runs] == ["done"] and runs[0].trigger.startswith("airflow:")
+
+    dr = _run("watermon_qc.py", QC_DAG_ID)
+    assert _task_states(dr) == {"quality_control": "skipped"}
+    assert len(_asset_events(airflow_db, "watermon://qc/")) == before + 1
 
 
 def test_unreadable_file_fails_the_check_but_the_rest_lands(airflow_db: Path, watermon_env: Path, monkeypatch) -> None:

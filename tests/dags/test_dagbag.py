@@ -9,7 +9,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from tests.dags.conftest import DAGS
-from watermon.orchestration.layout import MAINTENANCE_DAG_ID, sources
+from watermon.orchestration.layout import MAINTENANCE_DAG_ID, QC_ASSET_URI, QC_DAG_ID, sources
 
 HEAVY = {"numpy", "scipy", "xarray", "pandas", "sqlalchemy", "pydantic", "lxml", "watermon.db", "watermon.ingest",
          "watermon.config", "watermon.orchestration.tasks"}
@@ -24,8 +24,8 @@ def test_no_import_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
 
 
-def test_one_ingest_dag_per_configured_source_and_a_maintenance_dag(dagbag: DagBag) -> None:
-    expected = {s.dag_id for s in sources()} | {MAINTENANCE_DAG_ID}
+def test_one_ingest_dag_per_configured_source_a_qc_and_a_maintenance_dag(dagbag: DagBag) -> None:
+    expected = {s.dag_id for s in sources()} | {MAINTENANCE_DAG_ID, QC_DAG_ID}
     assert set(dagbag.dag_ids) == expected
     assert len(sources()) == 5
 
@@ -52,6 +52,15 @@ def test_ingest_dags_emit_batch_events_through_an_alias(dagbag: DagBag) -> None:
         assert [o.name for o in ingest.outlets] == [f"watermon_batches_{src.id.replace('-', '_')}"]
         assert src.agency in dag.tags and src.format in dag.tags
         assert (ingest.task_id == "fetch_and_ingest") == src.remote
+
+
+def test_qc_dag_runs_on_any_source_event_and_emits_its_own(dagbag: DagBag) -> None:
+    dag = dagbag.dags[QC_DAG_ID]
+    watched = {a.uri for a in dag.timetable.asset_condition.objects}
+    assert watched == {s.asset_uri for s in sources()}
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAny"  # any one source, not all of them
+    (qc,) = dag.tasks
+    assert [o.uri for o in qc.outlets] == [QC_ASSET_URI]
 
 
 def test_remote_source_gets_data_intervals_and_a_pool(tmp_path: Path, monkeypatch) -> None:

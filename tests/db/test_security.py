@@ -112,3 +112,20 @@ def test_ministries_and_hydrologists_only_read(pg, role: str) -> None:
         assert conn.execute(text("SELECT count(*) FROM readings")).scalar_one() == 2
     with pytest.raises(DBAPIError, match="permission denied"):
         _as(engine, role, INSERT, sid=ids["kazhydromet"], batch=batch)
+
+
+def test_hydrologists_record_overrides_but_cannot_touch_automatic_flags(pg) -> None:
+    engine, ids, _ = pg
+    override = ("INSERT INTO qc_override (series_id, time_from, time_to, level, reason, author, created_at) "
+                "VALUES (:sid, '2026-04-01T00:00Z', '2026-04-02T00:00Z', 'bad', 'seen on site', 'me', now())")
+    assert _as(engine, "watermon_hydrologist", override, sid=ids["kazhydromet"]) == 1
+    with engine.begin() as conn:
+        conn.exec_driver_sql('SET LOCAL ROLE "watermon_hydrologist"')
+        assert conn.execute(text("SELECT count(*) FROM observation_qc WHERE qc_flag = 'bad'")).scalar_one() == 1
+    for role in ("watermon_hydrologist", KZ, "watermon_ministry_kz"):
+        with pytest.raises(DBAPIError, match="permission denied"):
+            _as(engine, role, "DELETE FROM qc_override")
+        with pytest.raises(DBAPIError, match="permission denied"):
+            _as(engine, role, "DELETE FROM qc_flag")
+    with pytest.raises(DBAPIError, match="permission denied"):
+        _as(engine, "watermon_ministry_uz", override, sid=ids["uzhydromet"])

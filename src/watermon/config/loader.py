@@ -16,8 +16,10 @@ from watermon.config.models import (
     Source,
     Station,
     StationKind,
+    Threshold,
     Variable,
 )
+from watermon.config.qc import QcConfig
 
 # file name -> (top-level key, item model, required)
 FILES: dict[str, tuple[str, type[BaseModel], bool]] = {
@@ -27,7 +29,11 @@ FILES: dict[str, tuple[str, type[BaseModel], bool]] = {
     "network.yaml": ("reaches", Reach, False),
     "reservoirs.yaml": ("reservoirs", Reservoir, False),
     "sources.yaml": ("sources", Source, False),
+    "thresholds.yaml": ("thresholds", Threshold, False),
+    "qc.yaml": ("qc", QcConfig, False),
 }
+# documents whose top-level key holds one mapping rather than a list of items
+SINGLE = {"qc"}
 
 
 class ConfigError(ValueError):
@@ -64,6 +70,16 @@ def _read(path: Path, top: str, model: type[BaseModel]) -> tuple[Any, ...]:
     unknown = set(doc) - {top}
     if unknown:
         raise ConfigError(path, sorted(unknown)[0], "unknown top-level key")
+    if top in SINGLE:
+        body = doc[top] or {}
+        if not isinstance(body, dict):
+            raise ConfigError(path, top, "expected a mapping")
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+            raise ConfigError(path, _key(top, err["loc"], []), err["msg"] + more) from None
     items = doc[top] or []
     if not isinstance(items, list):
         raise ConfigError(path, top, "expected a list")
@@ -94,7 +110,7 @@ def load_config(directory: Path | str) -> BasinConfig:
         if not path.exists():
             if required:
                 raise ConfigError(path, top, "required file is missing")
-            parts[top] = ()
+            parts[top] = model() if top in SINGLE else ()
             continue
         parts[top] = _read(path, top, model)
     _check_references(directory, parts)
@@ -129,6 +145,18 @@ def _check_references(d: Path, p: dict[str, tuple[Any, ...]]) -> None:
             if code not in stations:
                 raise ConfigError(f, f"reaches[{i}].{end}", f"unknown station {code!r}")
     _check_acyclic(f, p["reaches"])
+    f = d / "thresholds.yaml"
+    seen: set[tuple[str, str]] = set()
+    for i, t in enumerate(p["thresholds"]):
+        key = f"thresholds[{i}]({t.station})"
+        if t.station not in stations:
+            raise ConfigError(f, f"{key}.station", f"unknown station {t.station!r}")
+        if t.variable not in stations[t.station].variables:
+            raise ConfigError(f, f"{key}.variable", f"station {t.station!r} does not measure {t.variable!r}")
+        if (t.station, t.variable) in seen:
+            raise ConfigError(f, key, f"duplicate thresholds for {t.station}/{t.variable}")
+        seen.add((t.station, t.variable))
+    _check_qc(d / "qc.yaml", p["qc"], stations, variables)
 
     f = d / "reservoirs.yaml"
     for i, r in enumerate(p["reservoirs"]):
@@ -152,6 +180,31 @@ def _check_references(d: Path, p: dict[str, tuple[Any, ...]]) -> None:
         for j, rule in enumerate(s.series_rules):
             if rule.variable not in variables:
                 raise ConfigError(f, f"{key}.series_rules[{j}].variable", f"unknown variable {rule.variable!r}")
+
+
+def _check_qc(f: Path, qc: QcConfig, stations: dict[str, Station], variables: set[str]) -> None:
+    for var in qc.variables:
+        if var not in variables:
+            raise ConfigError(f, f"qc.variables.{var}", f"unknown variable {var!r}")
+    for code, per_var in qc.stations.items():
+        if code not in stations:
+            raise ConfigError(f, f"qc.stations.{code}", f"unknown station {code!r}")
+        for var in per_var:
+            key = f"qc.stations.{code}.{var}"
+            if var not in stations[code].variables:
+                raise ConfigError(f, key, f"station {code!r} does not measure {var!r}")
+            try:
+                qc.checks(code, var)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ConfigError(f, _key(key, err["loc"], []), err["msg"]) from None
+    for i, c in enumerate(qc.consistency):
+        key = f"qc.consistency[{i}]({c.station})"
+        for code, var, where in [(c.station, c.variable, key), *((u.station, u.variable, f"{key}.upstream") for u in c.upstream)]:
+            if code not in stations:
+                raise ConfigError(f, where, f"unknown station {code!r}")
+            if var not in stations[code].variables:
+                raise ConfigError(f, where, f"station {code!r} does not measure {var!r}")
 
 
 def _check_acyclic(f: Path, reaches: tuple[Reach, ...]) -> None:

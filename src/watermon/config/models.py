@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from watermon.config.qc import QcConfig
 from watermon.periods import Aggregation
 from watermon.units import UNITS
 
@@ -107,6 +108,25 @@ class Reservoir(_Strict):
         return self
 
 
+class Threshold(_Strict):
+    """Watch, warning and danger levels of one station's variable (canonical unit), rising."""
+
+    station: str
+    variable: str
+    watch: float | None = None
+    warning: float | None = None
+    danger: float | None = None
+
+    @model_validator(mode="after")
+    def _rising(self) -> Threshold:
+        levels = [v for v in (self.watch, self.warning, self.danger) if v is not None]
+        if not levels:
+            raise ValueError("give at least one of watch, warning, danger")
+        if levels != sorted(levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"expected watch < warning < danger, got {self.watch}, {self.warning}, {self.danger}")
+        return self
+
+
 class SourceFormat(StrEnum):
     KAZHYDROMET_CSV = "kazhydromet_csv"
     WATERML2 = "waterml2"
@@ -187,6 +207,8 @@ class BasinConfig(_Strict):
     reaches: tuple[Reach, ...] = ()
     reservoirs: tuple[Reservoir, ...] = ()
     sources: tuple[Source, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    qc: QcConfig = QcConfig()
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
@@ -202,6 +224,9 @@ class BasinConfig(_Strict):
             return next(v for v in self.variables if v.id == variable_id)
         except StopIteration:
             raise KeyError(f"unknown variable {variable_id!r}") from None
+
+    def threshold(self, station: str, variable: str) -> Threshold | None:
+        return next((t for t in self.thresholds if (t.station, t.variable) == (station, variable)), None)
 
     def source(self, source_id: str) -> Source:
         try:

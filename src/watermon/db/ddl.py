@@ -28,18 +28,21 @@ def ddl(dialect_name: str) -> str:
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
     parts.extend(f"{sql};\n" for sql in VIEWS.values())
     if dialect_name == "postgresql":
-        parts.append("-- Roles and row-level security (migration 0002)\n" + _security_sql().strip() + "\n")
+        parts.append("-- Roles and row-level security (migration 0002)\n" + _migration_sql("0002", "UPGRADE"))
+        parts.append("-- Grants on the quality-control tables (migration 0003)\n" + _migration_sql("0003", "PG_GRANTS"))
+        parts.append("-- Grants on the forecast tables (migration 0004)\n" + _migration_sql("0004", "PG_GRANTS"))
     return "\n".join(line.rstrip() for line in "\n".join(parts).splitlines()) + "\n"
 
 
-def _security_sql() -> str:
+def _migration_sql(revision: str, name: str) -> str:
+    """PostgreSQL-only SQL that a migration runs beside the tables."""
     import importlib.util
 
-    path = next((Path(__file__).parent / "migrations" / "versions").glob("0002_*.py"))
-    spec = importlib.util.spec_from_file_location("watermon_migration_0002", path)
+    path = next((Path(__file__).parent / "migrations" / "versions").glob(f"{revision}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"watermon_migration_{revision}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return str(module.UPGRADE)
+    return str(getattr(module, name)).strip() + "\n"
 
 
 def path_for(dialect_name: str, root: Path = PROJECT_ROOT) -> Path:

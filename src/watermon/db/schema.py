@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -41,6 +42,9 @@ AGGREGATIONS = (
 )
 FLAGS = ("unchecked", "good", "suspect", "bad", "missing", "estimated")
 BATCH_STATUSES = ("loaded", "failed")
+QC_LEVELS = ("good", "suspect", "bad", "missing", "estimated")
+QC_RUN_STATUSES = ("running", "done", "failed")
+FORECAST_STEPS = ("daily", "pentad", "decade")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -157,6 +161,183 @@ class Quarantine(Base):
     raw: Mapped[str] = mapped_column(Text)
 
 
+class QcRun(Base):
+    """One run of quality control: what it covered, with which configuration and code."""
+
+    __tablename__ = "qc_run"
+    __table_args__ = (CheckConstraint(_in("status", QC_RUN_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(10))
+    trigger: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    n_batches: Mapped[int] = mapped_column(Integer, default=0)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str] = mapped_column(String(40))
+    n_series: Mapped[int] = mapped_column(Integer, default=0)
+    n_flags: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class QcFlag(Base):
+    """A check's doubt about one value, beside the observation it judges.
+
+    ``revision`` is the revision judged (0 for a value that should exist and does not);
+    a flag on an older revision no longer applies. A QC run replaces the automatic
+    flags of the period it covers, so re-running is idempotent.
+    """
+
+    __tablename__ = "qc_flag"
+    __table_args__ = (
+        CheckConstraint(_in("level", QC_LEVELS), name="level"),
+        {"sqlite_with_rowid": False},
+    )
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), primary_key=True)
+    obs_time: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    check_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    revision: Mapped[int] = mapped_column(SmallInteger)
+    level: Mapped[str] = mapped_column(String(10))
+    detail: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(ForeignKey("qc_run.id"), index=True)
+
+
+class QcOverride(Base):
+    """A hydrologist's verdict on a period of a series; the newest covering a value wins.
+
+    Rows are only ever added: ``level`` NULL hands the period back to the automatic checks.
+    """
+
+    __tablename__ = "qc_override"
+    __table_args__ = (
+        CheckConstraint(f"level IS NULL OR {_in('level', QC_LEVELS)}", name="level"),
+        CheckConstraint("time_from <= time_to", name="period"),
+        Index("ix_qc_override_series_period", "series_id", "time_from", "time_to"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    time_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    time_to: Mapped[datetime] = mapped_column(UTCDateTime())
+    level: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class QcBatch(Base):
+    """The ingest batches a QC run took on; their values count as checked once it is done.
+
+    A run claims every loaded batch no run has claimed (or whose run failed) before it
+    reads anything, so a batch that commits while QC runs is left for the next run.
+    """
+
+    __tablename__ = "qc_batch"
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("qc_run.id"), index=True)
+
+
+class ForecastRun(Base):
+    """One forecast issue: everything needed to reproduce its numbers."""
+
+    __tablename__ = "forecast_run"
+    __table_args__ = (CheckConstraint(_in("status", QC_RUN_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(10))
+    trigger: Mapped[str] = mapped_column(String(200))
+    data_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """the last observation time the run could see (all inputs are from before the issue time)"""
+    last_batch_id: Mapped[int | None] = mapped_column(Integer)
+    qc_run_id: Mapped[int | None] = mapped_column(Integer)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ForecastModel(Base):
+    """The model of one station's forecast in a run, with its fitted parameters."""
+
+    __tablename__ = "forecast_model"
+    __table_args__ = (
+        CheckConstraint(_in("step", FORECAST_STEPS), name="step"),
+        UniqueConstraint("run_id", "station_id", "variable", "step"),
+        Index("ix_forecast_model_latest", "station_id", "variable", "step", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_run.id"))
+    station_id: Mapped[int] = mapped_column(ForeignKey("station.id"))
+    variable: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(10))
+    model: Mapped[str] = mapped_column(String(40))
+    params: Mapped[str] = mapped_column(Text)
+    """JSON: the configured options and the fitted parameters"""
+    train_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    train_to: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_observed: Mapped[float | None] = mapped_column(Float)
+    last_observed_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ForecastValue(Base):
+    """One quantile of one lead of a station's forecast in a run."""
+
+    __tablename__ = "forecast_value"
+    __table_args__ = (
+        CheckConstraint("quantile > 0 AND quantile < 1", name="quantile"),
+        CheckConstraint("lead >= 1", name="lead"),
+        {"sqlite_with_rowid": False},
+    )
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("forecast_model.id"), primary_key=True)
+    lead: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    quantile: Mapped[float] = mapped_column(Float, primary_key=True)
+    valid_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ForecastSkill(Base):
+    """Verified skill of a model at a station and lead, from a rolling-origin hindcast."""
+
+    __tablename__ = "forecast_skill"
+    __table_args__ = (
+        CheckConstraint(_in("step", FORECAST_STEPS), name="step"),
+        Index("ix_forecast_skill_lookup", "station_id", "variable", "step", "model", "lead"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    station_id: Mapped[int] = mapped_column(ForeignKey("station.id"))
+    variable: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(10))
+    model: Mapped[str] = mapped_column(String(40))
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    lead: Mapped[int] = mapped_column(SmallInteger)
+    verify_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    verify_to: Mapped[datetime] = mapped_column(UTCDateTime())
+    n: Mapped[int] = mapped_column(Integer)
+    nse: Mapped[float | None] = mapped_column(Float)
+    kge: Mapped[float | None] = mapped_column(Float)
+    kge_prime: Mapped[float | None] = mapped_column(Float)
+    pbias: Mapped[float | None] = mapped_column(Float)
+    rmse: Mapped[float | None] = mapped_column(Float)
+    skill_persistence: Mapped[float | None] = mapped_column(Float)
+    skill_climatology: Mapped[float | None] = mapped_column(Float)
+    crps: Mapped[float | None] = mapped_column(Float)
+    coverage_90: Mapped[float | None] = mapped_column(Float)
+    s_sigma: Mapped[float | None] = mapped_column(Float)
+    p_within: Mapped[float | None] = mapped_column(Float)
+    rating: Mapped[str | None] = mapped_column(String(20))
+    code_version: Mapped[str] = mapped_column(String(40))
+    config_sha256: Mapped[str] = mapped_column(String(64))
+
+
 # The current value of every (series, time): its highest revision.
 OBSERVATION_CURRENT_VIEW = """\
 CREATE VIEW observation_current AS
@@ -178,4 +359,72 @@ JOIN series s ON s.id = c.series_id
 JOIN station st ON st.id = s.station_id
 JOIN ingest_batch b ON b.id = c.batch_id"""
 
-VIEWS = {"observation_current": OBSERVATION_CURRENT_VIEW, "readings": READINGS_VIEW}
+# Each current value with its quality: a hydrologist's override, else the worst of the
+# automatic flags on this revision and the provider's own flag, else good once a finished
+# QC run has covered its batch, else the provider's flag (unchecked).
+OBSERVATION_QC_VIEW = """\
+CREATE VIEW observation_qc AS
+SELECT q.series_id, q.obs_time, q.revision, q.value, q.provider_flag,
+       COALESCE(q.override_level,
+                CASE WHEN q.auto_rank = 4 OR q.provider_flag = 'bad' THEN 'bad'
+                     WHEN q.auto_rank = 3 OR q.provider_flag = 'missing' THEN 'missing'
+                     WHEN q.auto_rank = 2 OR q.provider_flag = 'suspect' THEN 'suspect'
+                     WHEN q.auto_rank = 1 OR q.provider_flag = 'estimated' THEN 'estimated'
+                     WHEN q.checked THEN 'good'
+                     ELSE q.provider_flag END) AS qc_flag,
+       q.override_level IS NOT NULL AS overridden
+FROM (
+    SELECT c.series_id, c.obs_time, c.revision, c.value, c.flag AS provider_flag,
+           (SELECT o.level FROM qc_override o
+            WHERE o.series_id = c.series_id AND o.time_from <= c.obs_time AND c.obs_time <= o.time_to
+            ORDER BY o.id DESC LIMIT 1) AS override_level,
+           (SELECT MAX(CASE f.level WHEN 'bad' THEN 4 WHEN 'missing' THEN 3 WHEN 'suspect' THEN 2
+                                    WHEN 'estimated' THEN 1 ELSE 0 END)
+            FROM qc_flag f
+            WHERE f.series_id = c.series_id AND f.obs_time = c.obs_time AND f.revision = c.revision
+           ) AS auto_rank,
+           EXISTS (SELECT 1 FROM qc_batch qb JOIN qc_run r ON r.id = qb.run_id
+                   WHERE qb.batch_id = c.batch_id AND r.status = 'done') AS checked
+    FROM observation_current c
+) q"""
+
+# The latest finished forecast of every station, variable and step: one row per lead.
+FORECAST_LATEST_VIEW = """\
+CREATE VIEW forecast_latest AS
+SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.model, r.id AS run_id,
+       r.issue_time, v.lead, v.valid_time,
+       MAX(CASE WHEN v.quantile = 0.5 THEN v.value END) AS median,
+       MAX(CASE WHEN v.quantile = 0.05 THEN v.value END) AS q05,
+       MAX(CASE WHEN v.quantile = 0.25 THEN v.value END) AS q25,
+       MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
+       MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
+       m.last_observed, m.last_observed_time
+FROM forecast_model m
+JOIN forecast_run r ON r.id = m.run_id
+JOIN station st ON st.id = m.station_id
+JOIN forecast_value v ON v.model_id = m.id
+WHERE r.id = (SELECT MAX(r2.id) FROM forecast_run r2 JOIN forecast_model m2 ON m2.run_id = r2.id
+              WHERE r2.status = 'done' AND m2.station_id = m.station_id AND m2.variable = m.variable
+                AND m2.step = m.step)
+GROUP BY st.code, st.name, m.variable, m.step, m.model, r.id, r.issue_time, v.lead, v.valid_time,
+         m.last_observed, m.last_observed_time"""
+
+# The latest verified skill of every model at every station, step and lead.
+FORECAST_SKILL_LATEST_VIEW = """\
+CREATE VIEW forecast_skill_latest AS
+SELECT st.code AS station_code, k.variable, k.step, k.model, k.selected, k.lead, k.n, k.nse, k.kge,
+       k.kge_prime, k.pbias, k.rmse, k.skill_persistence, k.skill_climatology, k.crps, k.coverage_90,
+       k.s_sigma, k.p_within, k.rating, k.verify_from, k.verify_to, k.computed_at
+FROM forecast_skill k
+JOIN station st ON st.id = k.station_id
+WHERE k.id = (SELECT MAX(k2.id) FROM forecast_skill k2
+              WHERE k2.station_id = k.station_id AND k2.variable = k.variable AND k2.step = k.step
+                AND k2.model = k.model AND k2.lead = k.lead)"""
+
+VIEWS = {
+    "observation_current": OBSERVATION_CURRENT_VIEW,
+    "readings": READINGS_VIEW,
+    "observation_qc": OBSERVATION_QC_VIEW,
+    "forecast_latest": FORECAST_LATEST_VIEW,
+    "forecast_skill_latest": FORECAST_SKILL_LATEST_VIEW,
+}

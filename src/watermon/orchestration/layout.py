@@ -16,6 +16,10 @@ import yaml
 OWNER = "watermon"
 INGEST_DAG_PREFIX = "watermon_ingest_"
 MAINTENANCE_DAG_ID = "watermon_maintenance"
+QC_DAG_ID = "watermon_qc"
+QC_ASSET_NAME = "watermon_qc_flags"
+QC_ASSET_URI = "watermon://qc/flags"
+QC_SCHEDULE = "40 * * * *"  # besides batch events: hourly, for batches ingested outside Airflow
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 FILE_DROP_SCHEDULE = "*/5 * * * *"  # look into the inbox every five minutes
 REMOTE_SCHEDULE = "0 * * * *"  # pull each hour's data interval
@@ -44,6 +48,10 @@ class SourceLayout:
     @property
     def asset_uri(self) -> str:
         return observations_asset_uri(self.id)
+
+    @property
+    def asset_name(self) -> str:
+        return f"watermon_observations_{self.id.replace('-', '_')}"
 
 
 def observations_asset_uri(source_id: str) -> str:

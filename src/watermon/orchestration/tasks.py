@@ -156,6 +156,20 @@ def fetch_and_ingest(source_id: str, start: datetime, end: datetime) -> dict[str
     return _summary(source_id, reports)
 
 
+def quality_control(trigger: str) -> dict[str, Any]:
+    """One QC run over what new batches brought; the summary becomes the QC asset event."""
+    from watermon.qc.service import run_qc
+
+    _, config, engine = _context()
+    try:
+        summary = run_qc(engine, config, trigger=trigger)
+    finally:
+        engine.dispose()
+    log.info("qc run %d: %d batches, %d series, flags %s, %d missing", summary.run_id, summary.batches,
+             summary.series, summary.flags, summary.missing)
+    return summary.as_dict()
+
+
 def database_upkeep() -> dict[str, Any]:
     """Keep the store fast and check it: statistics, WAL checkpoint, integrity."""
     engine = make_engine(database_url())

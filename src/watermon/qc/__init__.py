@@ -1,0 +1,1 @@
+"""Quality control: checks beside the raw observations, overrides, gap filling."""

@@ -110,6 +110,43 @@ CREATE TABLE station (
 
 CREATE INDEX ix_station_agency_id ON station (agency_id);
 
+CREATE TABLE webhook_endpoint (
+	id VARCHAR(64) NOT NULL,
+	agency_id VARCHAR(32) NOT NULL,
+	url VARCHAR(500) NOT NULL,
+	disabled_at VARCHAR(26),
+	disabled_reason TEXT,
+	CONSTRAINT pk_webhook_endpoint PRIMARY KEY (id),
+	CONSTRAINT fk_webhook_endpoint_agency_id_agency FOREIGN KEY(agency_id) REFERENCES agency (id)
+);
+
+CREATE TABLE alert (
+	id INTEGER NOT NULL,
+	rule_id VARCHAR(80) NOT NULL,
+	kind VARCHAR(30) NOT NULL,
+	station_id INTEGER NOT NULL,
+	variable VARCHAR(40),
+	level VARCHAR(20) NOT NULL,
+	status VARCHAR(10) NOT NULL,
+	opened_at VARCHAR(26) NOT NULL,
+	updated_at VARCHAR(26) NOT NULL,
+	resolved_at VARCHAR(26),
+	value FLOAT,
+	threshold FLOAT,
+	observed_at VARCHAR(26),
+	details TEXT NOT NULL,
+	acked_by VARCHAR(100),
+	acked_at VARCHAR(26),
+	ack_note TEXT,
+	CONSTRAINT pk_alert PRIMARY KEY (id),
+	CONSTRAINT ck_alert_status CHECK (status IN ('open', 'resolved')),
+	CONSTRAINT fk_alert_station_id_station FOREIGN KEY(station_id) REFERENCES station (id)
+);
+
+CREATE INDEX ix_alert_station_id ON alert (station_id);
+
+CREATE UNIQUE INDEX uq_alert_open_episode ON alert (rule_id, station_id) WHERE status = 'open';
+
 CREATE TABLE forecast_model (
 	id INTEGER NOT NULL,
 	run_id INTEGER NOT NULL,
@@ -176,12 +213,27 @@ CREATE TABLE series (
 	CONSTRAINT fk_series_station_id_station FOREIGN KEY(station_id) REFERENCES station (id)
 );
 
+CREATE TABLE alert_event (
+	id INTEGER NOT NULL,
+	alert_id INTEGER NOT NULL,
+	event VARCHAR(20) NOT NULL,
+	level VARCHAR(20) NOT NULL,
+	at VARCHAR(26) NOT NULL,
+	payload TEXT NOT NULL,
+	CONSTRAINT pk_alert_event PRIMARY KEY (id),
+	CONSTRAINT ck_alert_event_event CHECK (event IN ('opened', 'escalated', 'updated', 'deescalated', 'resolved')),
+	CONSTRAINT fk_alert_event_alert_id_alert FOREIGN KEY(alert_id) REFERENCES alert (id)
+);
+
+CREATE INDEX ix_alert_event_alert_id ON alert_event (alert_id);
+
 CREATE TABLE forecast_value (
 	model_id INTEGER NOT NULL,
 	lead SMALLINT NOT NULL,
 	quantile FLOAT NOT NULL,
 	valid_time VARCHAR(26) NOT NULL,
 	value FLOAT NOT NULL,
+	norm FLOAT,
 	CONSTRAINT pk_forecast_value PRIMARY KEY (model_id, lead, quantile),
 	CONSTRAINT ck_forecast_value_quantile CHECK (quantile > 0 AND quantile < 1),
 	CONSTRAINT ck_forecast_value_lead CHECK (lead >= 1),
@@ -241,6 +293,29 @@ CREATE TABLE qc_override (
 
 CREATE INDEX ix_qc_override_series_period ON qc_override (series_id, time_from, time_to);
 
+CREATE TABLE delivery (
+	id INTEGER NOT NULL,
+	event_id INTEGER NOT NULL,
+	endpoint_id VARCHAR(64) NOT NULL,
+	webhook_id VARCHAR(64) NOT NULL,
+	status VARCHAR(10) NOT NULL,
+	attempts INTEGER NOT NULL,
+	created_at VARCHAR(26) NOT NULL,
+	next_attempt_at VARCHAR(26) NOT NULL,
+	last_attempt_at VARCHAR(26),
+	last_status INTEGER,
+	last_error TEXT,
+	delivered_at VARCHAR(26),
+	CONSTRAINT pk_delivery PRIMARY KEY (id),
+	CONSTRAINT ck_delivery_status CHECK (status IN ('pending', 'delivered', 'dead', 'disabled')),
+	CONSTRAINT uq_delivery_event_id_endpoint_id UNIQUE (event_id, endpoint_id),
+	CONSTRAINT fk_delivery_event_id_alert_event FOREIGN KEY(event_id) REFERENCES alert_event (id),
+	CONSTRAINT fk_delivery_endpoint_id_webhook_endpoint FOREIGN KEY(endpoint_id) REFERENCES webhook_endpoint (id),
+	CONSTRAINT uq_delivery_webhook_id UNIQUE (webhook_id)
+);
+
+CREATE INDEX ix_delivery_due ON delivery (status, next_attempt_at);
+
 CREATE VIEW observation_current AS
 SELECT o.series_id, o.obs_time, o.revision, o.value, o.flag, o.qualifier, o.batch_id
 FROM observation o
@@ -291,7 +366,7 @@ SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.m
        MAX(CASE WHEN v.quantile = 0.25 THEN v.value END) AS q25,
        MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
        MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
-       m.last_observed, m.last_observed_time
+       MAX(v.norm) AS norm, m.last_observed, m.last_observed_time
 FROM forecast_model m
 JOIN forecast_run r ON r.id = m.run_id
 JOIN station st ON st.id = m.station_id

@@ -31,6 +31,7 @@ def ddl(dialect_name: str) -> str:
         parts.append("-- Roles and row-level security (migration 0002)\n" + _migration_sql("0002", "UPGRADE"))
         parts.append("-- Grants on the quality-control tables (migration 0003)\n" + _migration_sql("0003", "PG_GRANTS"))
         parts.append("-- Grants on the forecast tables (migration 0004)\n" + _migration_sql("0004", "PG_GRANTS"))
+        parts.append("-- Grants on the alert tables (migration 0005)\n" + _migration_sql("0005", "PG_GRANTS"))
     return "\n".join(line.rstrip() for line in "\n".join(parts).splitlines()) + "\n"
 
 

@@ -45,6 +45,9 @@ BATCH_STATUSES = ("loaded", "failed")
 QC_LEVELS = ("good", "suspect", "bad", "missing", "estimated")
 QC_RUN_STATUSES = ("running", "done", "failed")
 FORECAST_STEPS = ("daily", "pentad", "decade")
+ALERT_STATUSES = ("open", "resolved")
+ALERT_EVENTS = ("opened", "escalated", "updated", "deescalated", "resolved")
+DELIVERY_STATUSES = ("pending", "delivered", "dead", "disabled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -300,6 +303,8 @@ class ForecastValue(Base):
     quantile: Mapped[float] = mapped_column(Float, primary_key=True)
     valid_time: Mapped[datetime] = mapped_column(UTCDateTime())
     value: Mapped[float] = mapped_column(Float)
+    norm: Mapped[float | None] = mapped_column(Float)
+    """the period-of-year mean of the valid period (for "percent of norm")"""
 
 
 class ForecastSkill(Base):
@@ -336,6 +341,93 @@ class ForecastSkill(Base):
     rating: Mapped[str | None] = mapped_column(String(20))
     code_version: Mapped[str] = mapped_column(String(40))
     config_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Alert(Base):
+    """One episode of one rule at one station: opened, updated or escalated, resolved.
+
+    At most one open alert per (rule, station): a partial unique index, so evaluating
+    twice can never open a second one.
+    """
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        CheckConstraint(_in("status", ALERT_STATUSES), name="status"),
+        Index("uq_alert_open_episode", "rule_id", "station_id", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(30))
+    station_id: Mapped[int] = mapped_column(ForeignKey("station.id"), index=True)
+    variable: Mapped[str | None] = mapped_column(String(40))
+    level: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """time of the reading (or valid time of the forecast) that decided the latest state"""
+    details: Mapped[str] = mapped_column(Text)
+    """JSON: the evidence (values, thresholds, forecast excerpt) and the messages per language"""
+    acked_by: Mapped[str | None] = mapped_column(String(100))
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ack_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertEvent(Base):
+    """A change of an alert's state: what the ministries are told, once each."""
+
+    __tablename__ = "alert_event"
+    __table_args__ = (CheckConstraint(_in("event", ALERT_EVENTS), name="event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    event: Mapped[str] = mapped_column(String(20))
+    level: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+    """JSON: the webhook body, fixed when the event is written"""
+
+
+class WebhookEndpoint(Base):
+    """A ministry's receiving endpoint (from config) and its state (410 Gone disables it)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agency.id"))
+    url: Mapped[str] = mapped_column(String(500))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Delivery(Base):
+    """The outbox: one row per event and endpoint, written with the event, sent by the relay."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_event.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoint.id"))
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """the ``webhook-id`` header: the same on every retry, so receivers de-duplicate"""
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # The current value of every (series, time): its highest revision.
@@ -398,7 +490,7 @@ SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.m
        MAX(CASE WHEN v.quantile = 0.25 THEN v.value END) AS q25,
        MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
        MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
-       m.last_observed, m.last_observed_time
+       MAX(v.norm) AS norm, m.last_observed, m.last_observed_time
 FROM forecast_model m
 JOIN forecast_run r ON r.id = m.run_id
 JOIN station st ON st.id = m.station_id

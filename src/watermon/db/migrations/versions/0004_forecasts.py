@@ -29,7 +29,7 @@ SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.m
        MAX(CASE WHEN v.quantile = 0.25 THEN v.value END) AS q25,
        MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
        MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
-       m.last_observed, m.last_observed_time
+       MAX(v.norm) AS norm, m.last_observed, m.last_observed_time
 FROM forecast_model m
 JOIN forecast_run r ON r.id = m.run_id
 JOIN station st ON st.id = m.station_id
@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("quantile", sa.Float(), nullable=False),
         sa.Column("valid_time", UTCDateTime(), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("norm", sa.Float(), nullable=True),
         sa.CheckConstraint("lead >= 1", name=op.f("ck_forecast_value_lead")),
         sa.CheckConstraint("quantile > 0 AND quantile < 1", name=op.f("ck_forecast_value_quantile")),
         sa.ForeignKeyConstraint(["model_id"], ["forecast_model.id"],

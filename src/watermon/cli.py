@@ -40,6 +40,7 @@ def _context(settings: Settings) -> tuple[Any, Any]:
 
 
 def cmd_init(args: argparse.Namespace, s: Settings) -> int:
+    from watermon.alerts.delivery import sync_endpoints
     from watermon.db.migrate import current_revision, upgrade
     from watermon.db.reference import sync_reference
 
@@ -47,6 +48,7 @@ def cmd_init(args: argparse.Namespace, s: Settings) -> int:
     upgrade(engine)
     with engine.begin() as conn:
         changed = sync_reference(conn, config)
+        sync_endpoints(conn, config)  # the ministries' webhook endpoints (config/webhooks.yaml)
     print(f"database {engine.url.render_as_string(hide_password=True)} at schema revision {current_revision(engine)}")
     print(f"{len(config.agencies)} agencies, {len(config.stations)} stations "
           f"({changed['agency']} agency and {changed['station']} station rows written)")
@@ -249,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     from watermon.qc.commands import add_commands as add_qc_commands
 
     add_qc_commands(sub, _time, UsageError)
+    from watermon.forecast.commands import add_commands as add_forecast_commands
+
+    add_forecast_commands(sub, _time, UsageError)
+    from watermon.alerts.commands import add_commands as add_alert_commands
+
+    add_alert_commands(sub, _time, UsageError)
+    from watermon.alerts.delivery_commands import add_receive_command
+
+    add_receive_command(sub, UsageError)
 
     demo = sub.add_parser("demo", help="synthetic demo data").add_subparsers(dest="demo_command", required=True)
     q = demo.add_parser("generate", help="write a season of demo readings into the sources' inboxes")

@@ -9,7 +9,14 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from tests.dags.conftest import DAGS
-from watermon.orchestration.layout import MAINTENANCE_DAG_ID, QC_ASSET_URI, QC_DAG_ID, sources
+from watermon.orchestration.layout import (
+    FORECAST_ASSET_URI,
+    FORECAST_DAG_ID,
+    MAINTENANCE_DAG_ID,
+    QC_ASSET_URI,
+    QC_DAG_ID,
+    sources,
+)
 
 HEAVY = {"numpy", "scipy", "xarray", "pandas", "sqlalchemy", "pydantic", "lxml", "watermon.db", "watermon.ingest",
          "watermon.config", "watermon.orchestration.tasks"}
@@ -25,7 +32,7 @@ def test_no_import_errors(dagbag: DagBag) -> None:
 
 
 def test_one_ingest_dag_per_configured_source_a_qc_and_a_maintenance_dag(dagbag: DagBag) -> None:
-    expected = {s.dag_id for s in sources()} | {MAINTENANCE_DAG_ID, QC_DAG_ID}
+    expected = {s.dag_id for s in sources()} | {MAINTENANCE_DAG_ID, QC_DAG_ID, FORECAST_DAG_ID, "watermon_alerts"}
     assert set(dagbag.dag_ids) == expected
     assert len(sources()) == 5
 
@@ -61,6 +68,14 @@ def test_qc_dag_runs_on_any_source_event_and_emits_its_own(dagbag: DagBag) -> No
     assert type(dag.timetable.asset_condition).__name__ == "AssetAny"  # any one source, not all of them
     (qc,) = dag.tasks
     assert [o.uri for o in qc.outlets] == [QC_ASSET_URI]
+
+
+def test_forecast_dag_runs_daily_and_on_qc_events(dagbag: DagBag) -> None:
+    dag = dagbag.dags[FORECAST_DAG_ID]
+    assert dag.timetable.asset_condition.uri == QC_ASSET_URI
+    assert dag.timetable.timetable.expression == "15 4 * * *"
+    (fc,) = dag.tasks
+    assert [o.uri for o in fc.outlets] == [FORECAST_ASSET_URI]
 
 
 def test_remote_source_gets_data_intervals_and_a_pool(tmp_path: Path, monkeypatch) -> None:

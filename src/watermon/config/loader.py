@@ -19,7 +19,10 @@ from watermon.config.models import (
     Threshold,
     Variable,
 )
+from watermon.config.alerts import AlertsConfig, alerts_problems
+from watermon.config.forecast import ForecastConfig
 from watermon.config.qc import QcConfig
+from watermon.config.webhooks import WebhooksConfig
 
 # file name -> (top-level key, item model, required)
 FILES: dict[str, tuple[str, type[BaseModel], bool]] = {
@@ -31,9 +34,12 @@ FILES: dict[str, tuple[str, type[BaseModel], bool]] = {
     "sources.yaml": ("sources", Source, False),
     "thresholds.yaml": ("thresholds", Threshold, False),
     "qc.yaml": ("qc", QcConfig, False),
+    "forecast.yaml": ("forecast", ForecastConfig, False),
+    "webhooks.yaml": ("webhooks", WebhooksConfig, False),
+    "alerts.yaml": ("alerts", AlertsConfig, False),
 }
 # documents whose top-level key holds one mapping rather than a list of items
-SINGLE = {"qc"}
+SINGLE = {"qc", "forecast", "webhooks", "alerts"}
 
 
 class ConfigError(ValueError):
@@ -157,6 +163,11 @@ def _check_references(d: Path, p: dict[str, tuple[Any, ...]]) -> None:
             raise ConfigError(f, key, f"duplicate thresholds for {t.station}/{t.variable}")
         seen.add((t.station, t.variable))
     _check_qc(d / "qc.yaml", p["qc"], stations, variables)
+    _check_forecast(d / "forecast.yaml", p["forecast"], stations)
+    for i, e in enumerate(p["webhooks"].endpoints):
+        if e.agency not in agencies:
+            raise ConfigError(d / "webhooks.yaml", f"webhooks.endpoints[{i}]({e.id}).agency",
+                              f"unknown agency {e.agency!r}")
 
     f = d / "reservoirs.yaml"
     for i, r in enumerate(p["reservoirs"]):
@@ -180,6 +191,11 @@ def _check_references(d: Path, p: dict[str, tuple[Any, ...]]) -> None:
         for j, rule in enumerate(s.series_rules):
             if rule.variable not in variables:
                 raise ConfigError(f, f"{key}.series_rules[{j}].variable", f"unknown variable {rule.variable!r}")
+    for key, message in alerts_problems(
+        p["alerts"], stations=stations, thresholds={(t.station, t.variable): t for t in p["thresholds"]},
+        reservoirs={r.station: r for r in p["reservoirs"]}, agencies=agencies,
+    ):
+        raise ConfigError(d / "alerts.yaml", key, message)  # the first problem, as everywhere else
 
 
 def _check_qc(f: Path, qc: QcConfig, stations: dict[str, Station], variables: set[str]) -> None:
@@ -205,6 +221,29 @@ def _check_qc(f: Path, qc: QcConfig, stations: dict[str, Station], variables: se
                 raise ConfigError(f, where, f"unknown station {code!r}")
             if var not in stations[code].variables:
                 raise ConfigError(f, where, f"station {code!r} does not measure {var!r}")
+
+
+def _check_forecast(f: Path, fc: ForecastConfig, stations: dict[str, Station]) -> None:
+    if not fc.stations:
+        return
+    from watermon.forecast.models import MODELS  # registers every model; numpy and xarray, so only when needed
+
+    seen: set[tuple[str, str, str]] = set()
+    for i, e in enumerate(fc.stations):
+        key = f"forecast.stations[{i}]({e.station})"
+        if e.station not in stations:
+            raise ConfigError(f, f"{key}.station", f"unknown station {e.station!r}")
+        if e.variable not in stations[e.station].variables:
+            raise ConfigError(f, f"{key}.variable", f"station {e.station!r} does not measure {e.variable!r}")
+        for name in (e.model, *e.compare):
+            if name not in MODELS:
+                raise ConfigError(f, f"{key}.model", f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+        for code in (*e.upstream, *e.meteo):
+            if code not in stations:
+                raise ConfigError(f, f"{key}.upstream", f"unknown station {code!r}")
+        if (e.station, e.variable, e.step) in seen:
+            raise ConfigError(f, key, f"duplicate forecast for {e.station}/{e.variable}/{e.step}")
+        seen.add((e.station, e.variable, e.step))
 
 
 def _check_acyclic(f: Path, reaches: tuple[Reach, ...]) -> None:

@@ -7,7 +7,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from watermon.config.alerts import AlertsConfig
+from watermon.config.forecast import ForecastConfig
 from watermon.config.qc import QcConfig
+from watermon.config.webhooks import WebhooksConfig
 from watermon.periods import Aggregation
 from watermon.units import UNITS
 
@@ -209,6 +212,9 @@ class BasinConfig(_Strict):
     sources: tuple[Source, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     qc: QcConfig = QcConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)

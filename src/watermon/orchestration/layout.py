@@ -20,6 +20,10 @@ QC_DAG_ID = "watermon_qc"
 QC_ASSET_NAME = "watermon_qc_flags"
 QC_ASSET_URI = "watermon://qc/flags"
 QC_SCHEDULE = "40 * * * *"  # besides batch events: hourly, for batches ingested outside Airflow
+FORECAST_DAG_ID = "watermon_forecast"
+FORECAST_ASSET_NAME = "watermon_forecasts"
+FORECAST_ASSET_URI = "watermon://forecast/runs"
+FORECAST_SCHEDULE = "15 4 * * *"  # daily, 04:15 UTC = 09:15 in Tashkent and Almaty, after the 08:00 readings
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 FILE_DROP_SCHEDULE = "*/5 * * * *"  # look into the inbox every five minutes
 REMOTE_SCHEDULE = "0 * * * *"  # pull each hour's data interval

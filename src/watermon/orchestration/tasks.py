@@ -170,6 +170,19 @@ def quality_control(trigger: str) -> dict[str, Any]:
     return summary.as_dict()
 
 
+def forecast(trigger: str, issue_time: datetime | None = None) -> dict[str, Any]:
+    """One forecast run of every configured station; the summary becomes the forecast asset event."""
+    from watermon.forecast.service import run_forecast
+
+    _, config, engine = _context()
+    try:
+        run = run_forecast(engine, config, issue_time=issue_time, trigger=trigger)
+    finally:
+        engine.dispose()
+    log.info("forecast run %d issued %s: %d stations", run.run_id, run.issue_time.isoformat(), len(run.stations))
+    return {"run_id": run.run_id, "issue_time": run.issue_time.isoformat(), "stations": run.stations}
+
+
 def database_upkeep() -> dict[str, Any]:
     """Keep the store fast and check it: statistics, WAL checkpoint, integrity."""
     engine = make_engine(database_url())

@@ -12,9 +12,12 @@ ALERTS_DAG_ID = "watermon_alerts"
 RUN_SECONDS = 50  # each run sends (and keeps looking for new events) this long, then makes way for the next
 
 DOC = """\
-### watermon alert delivery (every minute)
+### watermon alerts: evaluation and delivery (every minute)
 
-`deliver` runs the relay for {run} s: it sends every due `delivery` row (the outbox the
+`evaluate` judges every rule of `config/alerts.yaml` (observed and forecast exceedance,
+reservoir bands, outages, QC bursts, transboundary delivery) and writes each alert's
+state change with one outbox row per ministry endpoint in one transaction; evaluating
+again with the same data writes nothing. Then `deliver` runs the relay for {run} s: it sends every due `delivery` row (the outbox the
 alert evaluation writes with each alert event) to its ministry's endpoint as a signed
 Standard Webhooks v1 POST, and keeps looking for new ones every quarter second until
 the run ends. Each endpoint is served on its own threads: an endpoint that is down or
@@ -54,12 +57,18 @@ design (and receivers de-duplicate by `webhook-id` in any case).
 )
 def watermon_alerts():
     @task
+    def evaluate() -> dict:
+        from watermon.orchestration.tasks import evaluate_alerts
+
+        return evaluate_alerts()
+
+    @task
     def deliver() -> dict:
         from watermon.alerts.delivery import deliver_task
 
         return deliver_task(max_seconds=RUN_SECONDS)
 
-    deliver()
+    evaluate() >> deliver()
 
 
 watermon_alerts()

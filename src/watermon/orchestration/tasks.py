@@ -6,6 +6,7 @@ only :func:`database_url` looks at Airflow, for the ``watermon_db`` connection.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -181,6 +182,19 @@ def forecast(trigger: str, issue_time: datetime | None = None) -> dict[str, Any]
         engine.dispose()
     log.info("forecast run %d issued %s: %d stations", run.run_id, run.issue_time.isoformat(), len(run.stations))
     return {"run_id": run.run_id, "issue_time": run.issue_time.isoformat(), "stations": run.stations}
+
+
+def evaluate_alerts() -> dict[str, Any]:
+    """Judge every alert rule now; state changes and their outbox rows commit together."""
+    from watermon.alerts.service import evaluate
+
+    _, config, engine = _context()
+    try:
+        summary = evaluate(engine, config)
+    finally:
+        engine.dispose()
+    log.info("alerts: %s", summary)
+    return json.loads(json.dumps(summary.__dict__, default=str))
 
 
 def database_upkeep() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Forecast skill on the real Chirchik archive: every model side by side, per lead.
 
-    .venv/bin/python benchmarks/forecast_skill.py [--data ../shared/data] [--no-select] [--markdown]
+    .venv/bin/python benchmarks/forecast_skill.py [--data ../shared/data] [--no-select] [--markdown] [--readme]
 
 Datasets (``../shared/data/chirchik``, never copied into the repository):
 
@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,13 +62,12 @@ DAILY_GRID = {"window": [7, 15, 30], "ridge": [0.003, 0.01, 0.03, 0.1], "error_c
 
 SELECTED: dict[tuple[str, str], dict[str, Any]] = {
     # what select_predictors chose inside the training years (re-run without --no-select)
-    ("decade", "16279"): {"predictors": ["flow:1", "precipitation_since:10-01", "upstream:1",
-                                         "degree_days_since:01-01", "temperature_mean:3", "volume_since:10-01",
-                                         "temperature:1"], "ridge": 0.03},
+    ("decade", "16279"): {"predictors": ["flow:1", "precipitation_since:10-01", "temperature_mean:3",
+                                         "volume_since:10-01", "temperature:1", "upstream:1"], "ridge": 0.03},
     ("decade", "16290"): {"predictors": ["flow:1", "precipitation_since:10-01", "temperature_mean:3",
-                                         "temperature:1", "degree_days_since:01-01"], "window": 1, "ridge": 0.1},
+                                         "temperature:1", "precipitation:1"], "ridge": 0.1, "error_correction": False},
     ("decade", "16294"): {"predictors": ["flow:1", "precipitation_since:10-01", "temperature_mean:3",
-                                         "degree_days_since:01-01", "temperature:1"], "window": 1, "ridge": 0.1},
+                                         "temperature:1"], "ridge": 0.1, "error_correction": False},
     ("daily", "16279"): {"predictors": ["flow:1"], "ridge": 0.003},
     ("daily", "Charvak"): {"predictors": ["flow:1"], "ridge": 0.003},
 }
@@ -135,7 +133,7 @@ def run(case: Case) -> tuple[dict[str, Hindcast], dict[str, xr.Dataset]]:
     return hc, scores
 
 
-def checks(scores: dict[str, xr.Dataset], selected: str) -> list[str]:
+def checks(scores: dict[str, xr.Dataset], selected: str, target: bool) -> list[str]:
     s = scores[selected]
     lines = []
     beat_pc = all(float(s.rmse.sel(lead=k)) < float(scores[r].rmse.sel(lead=k))
@@ -145,7 +143,8 @@ def checks(scores: dict[str, xr.Dataset], selected: str) -> list[str]:
     lines.append(f"beats persistence and climatology at every lead: {'yes' if beat_pc else 'NO'}")
     lines.append(f"beats the operational regression at lead 1: {'yes' if beat_reg else 'NO'} "
                  f"(RMSE {float(s.rmse.sel(lead=1)):.2f} vs {float(scores['regression'].rmse.sel(lead=1)):.2f})")
-    lines.append(f"s/sigma_delta at lead 1 = {ssd:.3f} (target <= 0.6: {'met' if ssd <= 0.6 else 'NOT met'})")
+    verdict = ("target <= 0.6: " + ("met" if ssd <= 0.6 else "NOT met")) if target else "no target for days"
+    lines.append(f"s/sigma_delta at lead 1 = {ssd:.3f} ({verdict})")
     return lines
 
 
@@ -166,21 +165,45 @@ def table(case: Case, scores: dict[str, xr.Dataset], markdown: bool) -> str:
     return "\n".join([fmt.format(*head), *(fmt.format(*r) for r in rows)])
 
 
+def readme_rows(case: Case, scores: dict[str, xr.Dataset]) -> list[str]:
+    """One Markdown row per lead: every model's RMSE and S/sigma_delta, and the ARX's other scores."""
+    out = []
+    for k in scores["arx"].lead.values:
+        g = {m: scores[m].sel(lead=k) for m in MODELS}
+        a = g["arx"]
+        cells = [case.label, str(int(k)),
+                 *[f"{float(g[m].rmse):.1f}" for m in MODELS],
+                 *[f"{float(g[m].s_sigma_delta):.2f}" for m in ("regression", "arx")],
+                 f"{float(a.nse):.3f}", f"{float(a.kge):.3f}", f"{float(a.skill_persistence):+.2f}",
+                 f"{float(a.skill_climatology):+.2f}", f"{float(a.p_within):.2f}", f"{float(a.coverage):.2f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+README_HEAD = ("| series | lead | RMSE pers. | RMSE clim. | RMSE regr. | RMSE ARX | S/σΔ regr. | S/σΔ ARX | NSE ARX "
+               "| KGE ARX | skill vs pers. | skill vs clim. | P ARX | 90 % cov. ARX |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--no-select", action="store_true", help="use the recorded selection (SELECTED)")
-    ap.add_argument("--markdown", action="store_true", help="Markdown tables (for the README)")
+    ap.add_argument("--markdown", action="store_true", help="Markdown tables")
+    ap.add_argument("--readme", action="store_true", help="also the README's one-table summary (Markdown)")
     args = ap.parse_args()
     if not (args.data / "chirchik").is_dir():
         print(f"no shared data at {args.data / 'chirchik'}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    summary: list[str] = []
     for case in cases(args.data, not args.no_select):
         hc, scores = run(case)
+        summary += readme_rows(case, scores)
         p = case.problem
         n = int(scores["arx"].n.sel(lead=1))
-        print(f"\n## {case.label}: leads 1-{p.leads} {p.step}s, verified {case.verify_from[:4]}"
+        unit = "decades" if p.step == "decade" else "days"
+        print(f"\n## {case.label}: leads 1-{p.leads} {unit}, verified {case.verify_from[:4]}"
               f"{'-' + str(int(case.verify_to[:4]) - 1) if case.verify_to else ''} ({n} issue times, refit "
               f"{case.refit}), trained from {case.train_from[:4] if case.train_from else 'the start'}\n")
         print(f"arx options: {case.selection}\n")
@@ -189,8 +212,12 @@ def main() -> int:
         why = ("recorded selection" if case.inner_score is None else
                f"inner-CV MSE on the training years {case.inner_score:.3f} x the regression's")
         print(f"\nselected: {selected} ({why})")
-        for line in checks(scores, selected):
+        for line in checks(scores, selected, p.step == "decade"):
             print(f"- {line}")
+    if args.readme:
+        print("\n## summary (README)\n")
+        print(README_HEAD)
+        print("\n".join(summary))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -41,7 +41,7 @@ def decade_basin(years: int = 40, seed: int = 1, first: str = "1970-01-01") -> x
     a = np.empty(n)
     e = 0.0
     for i in range(n):
-        e = 0.6 * e + rng.normal(0, 8)
+        e = 0.85 * e + rng.normal(0, 6)
         a[i] = 40 + 250 * season[i] + 2.0 * max(temp[i - 1], 0) * season[i] + e
     b = 0.6 * a + rng.normal(0, 5, n) + 10
     d = a + b + rng.normal(0, 3, n)
@@ -239,7 +239,7 @@ def test_regression_recovers_a_known_seasonal_law() -> None:
     c = np.array(OperationalRegression().fit(ds, problem("Q", leads=1), t[-1]).params()["coefficients"]["lead_1"])
     assert np.abs(c[:, 1] - b_true[:36]).max() < 0.15  # about 3 standard errors
     assert np.abs(c[:, 1] - b_true[:36]).mean() < 0.05
-    assert np.abs(c[:, 0] - a_true[:36]).mean() < 2.0
+    assert np.abs(c[:, 0] - a_true[:36]).mean() < 3.5  # the intercept sits far from the data (x ~ 30)
 
 
 def test_arx_recovers_its_coefficients() -> None:
@@ -269,9 +269,10 @@ def test_arx_error_correction_recovers_ar1() -> None:
     assert m.params()["ar1"] == pytest.approx([0.7, 0.49, 0.343], abs=0.05)
     # the correction is applied: the forecast moves by phi^h times the last error
     fc = m.predict(ds, problem("Q"), t[-10:]).values
-    clim = Climatology(window=3).fit(ds, problem("Q"), t[-1]).predict(ds, problem("Q"), t[-10:]).values
-    err = ds.discharge.values[0, -11:-1] - clim[:, 0]
-    assert np.allclose(fc - clim, np.array(m.params()["ar1"])[None, :] * err[:, None], atol=0.3)
+    own_means = Climatology(window=0).fit(ds, problem("Q"), t[-1])  # with no features, each period's own mean
+    clim = own_means.predict(ds, problem("Q"), t[-11:]).values
+    err = ds.discharge.values[0, -11:-1] - clim[:-1, 0]  # lead-1 error for the period before each issue
+    assert np.allclose(fc - clim[1:], np.array(m.params()["ar1"])[None, :] * err[:, None], atol=1e-5)
 
 
 def test_missing_predictor_uses_the_sub_model() -> None:

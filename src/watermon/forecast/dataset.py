@@ -196,9 +196,9 @@ def resample(
     lead_shape = v.shape[:-1]
     v2, ok2 = v.reshape(-1, t.size), ok.reshape(-1, t.size)
     day = t.astype("datetime64[D]")
-    lo = period_start(day.min() if first is None else as_times(first)[0], step)[0] if t.size or first is not None else None
-    if lo is None:
+    if t.size == 0 and (first is None or last is None):
         return np.zeros(0, "datetime64[ns]"), np.zeros((*lead_shape, 0)), np.zeros((*lead_shape, 0))
+    lo = period_start(day.min() if first is None else as_times(first)[0], step)[0]
     hi = day.max() if last is None else as_times(last)[0].astype("datetime64[D]")
     starts = period_starts(lo, hi, step)
     n_days = int((next_start(starts[-1:], step)[0].astype("datetime64[D]") - lo.astype("datetime64[D]")) // _DAY)

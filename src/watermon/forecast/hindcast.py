@@ -12,7 +12,7 @@ only data before ``t0``; the forecasts are compared with what was then observed.
   :class:`~watermon.forecast.models.regression.LinearPeriodModel`); any other model or
   schedule is fitted block by block through the plain ``fit``/``predict``.
 * Quantiles (``quantiles=True``): :class:`~watermon.forecast.uncertainty.ResidualQuantiles`
-  refitted at every refit time on the residuals of the same rolling-origin hindcast whose
+  refitted every 1 January (every month with monthly refits) on the residuals of the same rolling-origin hindcast whose
   *target periods* lie before the refit time, starting ``calibration_years`` before the
   verification window (a warm-up hindcast on the training window), so the spread of a
   forecast is learnt only from errors that were known when it was issued.
@@ -291,13 +291,14 @@ def select_predictors(
     """Forward selection of ARX predictors by an inner rolling-origin hindcast before ``until``.
 
     The inner hindcast issues forecasts from ``inner_start`` to ``until`` (``refit``
-    schedule, yearly by default; only targets before ``until`` are scored); the score is the mean over leads of the MSE relative
-    to the operational regression's on the same inner hindcast (``lead_weights`` weight the
-    leads). Starting from ``base``, the candidate token that lowers the score most is
-    added while it lowers it by more than ``tolerance`` (relative); a token replaces a
-    shorter token of the same kind (``flow:2`` replaces ``flow:1``). Then ``grid`` (default
-    window 1..3, ridge 0.003..0.1, error correction on/off) is searched one option at a
-    time. Nothing at or after ``until`` is read.
+    schedule, yearly by default; only targets before ``until`` are scored); the score is
+    the mean over leads of the MSE relative to the operational regression's on the same
+    inner hindcast (``lead_weights`` weight the leads). Starting from ``base``, the
+    candidate token that lowers the score most is added while it lowers it by more than
+    ``tolerance`` (relative); a token replaces a shorter token of the same kind (``flow:2``
+    replaces ``flow:1``). Then ``grid`` (default window 1..3, ridge 0.003..0.1, error
+    correction on/off) is searched one option at a time. Nothing at or after ``until`` is
+    read.
     """
     from watermon.forecast.models.arx import candidate_predictors, parse_token
 

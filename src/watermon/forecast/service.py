@@ -121,9 +121,11 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
     return D.build_dataset(arrays, stations, grid, step)  # type: ignore[arg-type]
 
 
-def problem_for(config: BasinConfig, entry: Entry) -> Problem:
-    options = dict(entry.options)
-    if entry.model == "reservoir":
+def problem_for(config: BasinConfig, entry: Entry, model_name: str | None = None) -> Problem:
+    """The station's problem for its model (a comparison model gets no options: they are the model's)."""
+    model_name = model_name or entry.model
+    options = dict(entry.options) if model_name == entry.model else {}
+    if model_name == "reservoir":
         res = next((r for r in config.reservoirs if r.station == entry.station), None)
         if res is not None:
             options.setdefault("reservoir", res)
@@ -241,7 +243,7 @@ def hindcast(config: BasinConfig, entry: Entry, model_name: str, data: xr.Datase
     Returns quantile forecasts ``(issue_time, lead, quantile)``; nothing at or after an
     issue time is read for its forecast (models and quantiles alike).
     """
-    problem = problem_for(config, entry)
+    problem = problem_for(config, entry, model_name)
     months = issues.astype("datetime64[M]")
     out = np.full((issues.size, entry.leads, len(QUANTILES)), np.nan)
     for month in np.unique(months):

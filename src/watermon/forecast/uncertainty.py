@@ -82,15 +82,13 @@ class ResidualQuantiles:
         near = np.minimum(dist, n_p - dist) <= self.window  # (P, N)
         for h in range(leads):
             ok = np.isfinite(r[:, h])
-            all_r = r[ok, h]
-            for p in range(n_p):
-                sample = r[near[p] & ok, h]
-                if sample.size < self.min_samples:
-                    sample = all_r
-                if sample.size == 0:
-                    continue
-                self.table[h, p] = _conformal_quantiles(sample, lv)
-                self.n[h, p] = sample.size
+            use = near & ok[None, :]
+            count = use.sum(axis=1)
+            few = count < self.min_samples
+            use[few] = ok  # too few near the period: all of the lead's residuals
+            count[few] = ok.sum()
+            self.table[h] = _conformal_quantiles_rows(np.where(use, r[None, :, h], np.inf), count, lv)
+            self.n[h] = count
         return self
 
     def apply(self, point: Any, issue_times: Any) -> np.ndarray:
@@ -123,10 +121,23 @@ class ResidualQuantiles:
                 "samples_per_lead": None if self.n is None else self.n.max(axis=1).tolist()}
 
 
-def _conformal_quantiles(sample: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    n = sample.size
-    adj = np.where(levels > 0.5, levels * (n + 1) / n, np.where(levels < 0.5, (levels * (n + 1) - 1) / n, levels))
-    return np.quantile(sample, np.clip(adj, 0.0, 1.0))
+def _conformal_quantiles_rows(samples: np.ndarray, counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Per row, the quantiles (linear interpolation, as :func:`numpy.quantile`) of its first
+    ``count`` finite values (the rest padded with +inf) at the split-conformal levels."""
+    srt = np.sort(samples, axis=1)
+    n = counts.astype(np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        adj = np.where(levels > 0.5, levels * (n + 1) / n,
+                       np.where(levels < 0.5, (levels * (n + 1) - 1) / n, levels))
+    pos = np.clip(adj, 0.0, 1.0) * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(counts[:, None] - 1, 0))
+    frac = pos - lo
+    a = np.take_along_axis(srt, lo, axis=1)
+    b = np.take_along_axis(srt, hi, axis=1)
+    out = a + (b - a) * frac
+    out = np.where(frac == 0, a, out)
+    return np.where(counts[:, None] > 0, out, np.nan)
 
 
 def coverage(observed: Any, lower: Any, upper: Any) -> float:

@@ -8,9 +8,10 @@ period ``t0 + h - 1`` is a linear function of predictors known at ``t0`` ::
 * **Direct multi-step**: one regression per lead, all from the same information at the
   issue time, rather than feeding lead 1 back in (recursive): no unknown future meteo is
   needed, and each lead's coefficients are fitted for that lead's own error.
-* **Seasonal coefficients**: each period of the year has its own regression, fitted on
-  the training years' rows of that period and ``window`` neighbouring periods on each
-  side (the snowmelt rise, the peak and the recession behave differently).
+* **Seasonal coefficients**: each period of the year has its own regression, its slopes
+  fitted on the training years' rows of that period and ``window`` neighbouring periods
+  on each side, its level on the period's own rows (the snowmelt rise, the peak and the
+  recession behave differently).
 * **Ridge** (``ridge``, on standardised predictors) keeps a dozen correlated predictors
   from over-fitting ~50 years x (2 window + 1) rows.
 * **AR(1) error correction** (``error_correction``): ``e(t0 - 1)`` is the model's lead-1
@@ -164,16 +165,19 @@ class ARX(LinearPeriodModel):
                         add(lagged(v, k), f"{m}.{var}[t-{k}]")
             elif kind == "temperature_mean":
                 for m, v in meteo("air_temperature"):
-                    add(np.mean([lagged(v, k) for k in range(1, arg + 1)], axis=0), f"{m}.air_temperature[mean t-{arg}..t-1]")
+                    add(np.mean([lagged(v, k) for k in range(1, arg + 1)], axis=0),
+                        f"{m}.air_temperature[mean t-{arg}..t-1]")
             elif kind == "precipitation_sum":
                 for m, v in meteo("precipitation"):
-                    add(np.sum([lagged(v, k) for k in range(1, arg + 1)], axis=0), f"{m}.precipitation[sum t-{arg}..t-1]")
+                    add(np.sum([lagged(v, k) for k in range(1, arg + 1)], axis=0),
+                        f"{m}.precipitation[sum t-{arg}..t-1]")
             elif kind == "precipitation_since":
                 for m, v in meteo("precipitation"):
                     add(since(v, times, *arg), f"{m}.precipitation[since {arg[0]:02d}-{arg[1]:02d}]")
             elif kind == "degree_days_since":
                 for m, v in meteo("air_temperature"):
-                    add(since(np.maximum(v, 0.0) * days, times, *arg), f"{m}.degree_days[since {arg[0]:02d}-{arg[1]:02d}]")
+                    add(since(np.maximum(v, 0.0) * days, times, *arg),
+                        f"{m}.degree_days[since {arg[0]:02d}-{arg[1]:02d}]")
             elif kind == "volume_since":
                 add(since(q * days * 0.0864, times, *arg), f"volume_mm3[since {arg[0]:02d}-{arg[1]:02d}]")
         if not cols:

@@ -91,6 +91,7 @@ class Climatology(LinearPeriodModel):
     """The period-of-year mean of the training years (a regression on no features)."""
 
     name: ClassVar[str] = "climatology"
+    OPTIONS: ClassVar[dict[str, Any]] = {**LinearPeriodModel.OPTIONS, "pool_levels": True}
     WINDOW: ClassVar[dict[str, int]] = {"daily": 7, "pentad": 1, "decade": 0}
 
     def features(self, data: xr.Dataset, problem: Problem, times: np.ndarray,

@@ -14,6 +14,9 @@ squares on the training years of that period of the year (``window`` neighbourin
 on each side pooled in: 0 for decades, as the hydromets do; the daily step needs some, as
 one day of the year has one value a year).
 
+Options: ``last``, ``window``, ``pool_levels``, ``min_samples`` (a period with fewer
+training rows forecasts its mean), ``clip_min`` (0: no negative flows).
+
 The machinery (:class:`LinearPeriodModel`)
 -----------------------------------------
 Every linear model here (climatology, this regression, ARX) is, for each lead and period
@@ -27,7 +30,11 @@ fitted from sufficient statistics:
 * ``group_stats``: for each station, lead and period of the year, the sums of the outer
   products of ``[1, x, y]`` over the training rows (target period before ``until``, all
   present features finite), with :func:`numpy.bincount`: one pass over the data for any
-  number of stations. Pooling neighbouring periods (``window``) is a circular sum.
+  number of stations. Pooling ``window`` neighbouring periods on each side is a circular
+  sum of the period-centred (co)variances (``pool_within``): the slopes are pooled, each
+  period keeps its own mean level, so pooling does not flatten the steep snowmelt rise;
+  a period with under 10 rows of its own (a record of a few years) pools its level too
+  (``pool_levels``: ``"auto"``, ``true``, ``false``).
 * ``solve_stats``: the ridge solution from those sums: features standardised within each
   group, penalty ``ridge * I`` on the standardised coefficients (0 = ordinary least
   squares), intercept free. A batch of (station, lead, period) systems is solved at once
@@ -49,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -178,6 +186,50 @@ def _first_mask(n: int, axis: int, ndim: int) -> np.ndarray:
     return m.reshape(shape)
 
 
+def pack(full: np.ndarray) -> np.ndarray:
+    """The upper triangle of symmetric ``(..., K + 2, K + 2)`` sums, packed (inverse of :func:`unpack`)."""
+    iu = np.triu_indices(full.shape[-1])
+    return full[..., iu[0], iu[1]]
+
+
+def pool_within(stats: np.ndarray, window: int, axis: int, min_own: int = 0) -> np.ndarray:
+    """Pool the slopes, not the levels: each period keeps its own means.
+
+    The sums of each period are centred on that period's own means of ``x`` and ``y``,
+    the centred (co)variances of ``window`` neighbouring periods on each side are summed,
+    and the result is re-expressed as packed sums around the period's own means (the
+    pooled means where a period has no rows). A regression on them has the slopes of the
+    pooled window and goes through the period's own mean point: pooling then no longer
+    flattens a steep seasonal cycle (the snowmelt rise) the way pooling raw sums does.
+    A period with fewer than ``min_own`` rows of its own (a short record) is pooled
+    plainly (:func:`pool`) instead. ``axis``: the period axis of ``stats`` counted from the front.
+    """
+    if window <= 0:
+        return stats
+    full = unpack(stats)
+    n = full[..., 0, 0]
+    sums = full[..., 0, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(n[..., None] > 0, sums / n[..., None], 0.0)
+    centred = full[..., 1:, 1:] - n[..., None, None] * own[..., :, None] * own[..., None, :]
+    n_pool = pool(n, window, axis)
+    c_pool = pool(centred, window, axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n[..., None] > 0, own, pool(sums, window, axis) / n_pool[..., None])
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    out = np.empty_like(full)
+    out[..., 0, 0] = n_pool
+    out[..., 0, 1:] = n_pool[..., None] * mean
+    out[..., 1:, 0] = out[..., 0, 1:]
+    out[..., 1:, 1:] = c_pool + n_pool[..., None, None] * mean[..., :, None] * mean[..., None, :]
+    within = pack(out)
+    if min_own > 0:
+        few = (n < min_own)[..., None]
+        if few.any():
+            return np.where(few, pool(stats, window, axis), within)
+    return within
+
+
 def solve_stats(stats: np.ndarray, ridge: float, use: np.ndarray | None = None, min_samples: int = 3) -> np.ndarray:
     """Ridge coefficients ``[intercept, beta_1..K]`` of ``y`` on ``z`` from :func:`group_stats` sums.
 
@@ -294,14 +346,10 @@ class Design:
     """``(T,)`` period of the year, 0-based"""
     stations: list[str]
 
-    @property
+    @cached_property
     def xok(self) -> np.ndarray:
-        """``(S, T)``: every present feature of the row is known."""
-        key = (id(self.x), id(self.present))
-        if getattr(self, "_xok_key", None) != key:
-            self._xok = (np.isfinite(self.x) | ~self.present[:, None, :]).all(axis=2)
-            self._xok_key = key
-        return self._xok
+        """``(S, T)``: every present feature of the row is known (a design is not changed in place)."""
+        return (np.isfinite(self.x) | ~self.present[:, None, :]).all(axis=2)
 
 
 @dataclass
@@ -327,7 +375,10 @@ class LinearPeriodModel(Model):
     name: ClassVar[str] = "linear"
     OPTIONS: ClassVar[dict[str, Any]] = {
         "window": None, "ridge": 0.0, "error_correction": False, "min_samples": 5, "clip_min": 0.0,
+        "pool_levels": "auto",
     }
+    MIN_OWN_LEVEL: ClassVar[int] = 10
+    """``pool_levels: auto``: a period keeps its own level with at least this many rows of its own"""
     WINDOW: ClassVar[dict[str, int]] = {"daily": 10, "pentad": 1, "decade": 0}
 
     def __init__(self, **options: Any) -> None:
@@ -355,6 +406,20 @@ class LinearPeriodModel(Model):
         if s["window"] < 0 or s["ridge"] < 0:
             raise ValueError(f"{self.name}: window and ridge must be >= 0")
         return s
+
+    def _pool(self, stats: np.ndarray, settings: dict[str, Any], axis: int) -> np.ndarray:
+        """Pool neighbouring periods (``window``): the slopes only, each period keeping its own level
+        (``pool_levels: false``), everything (``true``), or own levels where a period has at least
+        ``MIN_OWN_LEVEL`` rows of its own (``"auto"``, the default: decades of a long record keep
+        their own levels, the days of a two-year record share them)."""
+        mode = settings["pool_levels"]
+        if mode is True:
+            return pool(stats, settings["window"], axis)
+        if mode is False:
+            return pool_within(stats, settings["window"], axis)
+        if mode == "auto":
+            return pool_within(stats, settings["window"], axis, self.MIN_OWN_LEVEL)
+        raise ValueError(f"pool_levels must be true, false or 'auto', not {mode!r}")
 
     def _batch_settings(self, problems: Sequence[Problem]) -> dict[str, Any]:
         if not problems:
@@ -453,7 +518,7 @@ class LinearPeriodModel(Model):
         ok1 = self._training(d, n_until, 1, first)[0]
         for h in range(1, leads + 1):
             ok, yh = self._training(d, n_until, h, first)
-            st = pool(group_stats(z, yh, ok, d.period, n_p), s["window"], axis=1)
+            st = self._pool(group_stats(z, yh, ok, d.period, n_p), s, axis=1)
             stats.append(st)
             n_train.append(ok.sum(axis=1))
             if s["error_correction"]:
@@ -617,14 +682,14 @@ class LinearPeriodModel(Model):
                     m = (ok & _shift(ok1))[:, lo:hi] & (b[lo:hi] == j)[None, :]
                     c, dd = ec_stats(z[:, lo:hi], d.y[:, lo:hi], yh[:, lo:hi], m, pair[lo:hi], p_of.size)
                     ec_run[h] = (c, dd) if h not in ec_run else (ec_run[h][0] + c, ec_run[h][1] + dd)
-            add = pool(np.stack(new, axis=1), s["window"], axis=2)  # (S, L, P, M)
+            add = np.stack(new, axis=1)  # (S, L, P, M), not pooled
             running = add if running is None else running + add
-            coef = solve_stats(running, s["ridge"], d.present[:, None, None, :], s["min_samples"])
+            st = self._pool(running, s, axis=2)
+            coef = solve_stats(st, s["ridge"], d.present[:, None, None, :], s["min_samples"])
             until = np.datetime64(f"{yr:04d}-01-01", "ns")
-            n_until = int(np.searchsorted(d.times, until))
             self._cache = {}
             n_train = np.stack([(ok & (b <= j)).sum(axis=1) for ok, _, b in targets], axis=1)
-            self._fit = _Fitted(d.present, center, scale, running.copy(), coef, np.zeros((len(problems), leads)),
+            self._fit = _Fitted(d.present, center, scale, st, coef, np.zeros((len(problems), leads)),
                                 n_train, until, None if train_from is None else as_times(train_from)[0])
             if s["error_correction"] and len(ec_run) == leads:
                 self._fit.phi = ec_phi(coef, [ec_run[h][0] for h in range(leads)], [ec_run[h][1] for h in range(leads)],

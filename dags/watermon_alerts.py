@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
 from watermon.orchestration.layout import OWNER
 
@@ -17,8 +17,9 @@ DOC = """\
 `evaluate` judges every rule of `config/alerts.yaml` (observed and forecast exceedance,
 reservoir bands, outages, QC bursts, transboundary delivery) and writes each alert's
 state change with one outbox row per ministry endpoint in one transaction; evaluating
-again with the same data writes nothing. Then `deliver` runs the relay for {run} s: it sends every due `delivery` row (the outbox the
-alert evaluation writes with each alert event) to its ministry's endpoint as a signed
+again with the same data writes nothing. Then `deliver` runs the relay for {run} s: it
+sends every due `delivery` row (the outbox the alert evaluation writes with each alert
+event) to its ministry's endpoint as a signed
 Standard Webhooks v1 POST, and keeps looking for new ones every quarter second until
 the run ends. Each endpoint is served on its own threads: an endpoint that is down or
 timing out never delays the other ministry. Failed attempts are retried on the schedule
@@ -33,8 +34,9 @@ endpoint does not fail it: that is what the retries are for.
 Operators: `watermon alerts endpoints` (state, secret, deliveries per state, last
 error), `watermon alerts replay` (queue dead deliveries again; `--enable --endpoint ID`
 after a 410). For sub-second delivery between runs, `watermon alerts deliver --forever`
-can run beside this DAG as a daemon: claims are exclusive, nothing is sent twice by
-design (and receivers de-duplicate by `webhook-id` in any case).
+can run beside this DAG as a daemon: claims are exclusive, so both never send the same
+delivery at once (a relay killed mid-request leaves its claims to be sent again after
+their lease: receivers de-duplicate by `webhook-id`).
 """.format(run=RUN_SECONDS)
 
 
@@ -54,6 +56,8 @@ design (and receivers de-duplicate by `webhook-id` in any case).
     },
     tags=["watermon", "alerts"],
     doc_md=DOC,
+    params={"run_seconds": Param(RUN_SECONDS, type="integer", minimum=1, maximum=170,
+                                 description="how long `deliver` keeps sending before the run ends")},
 )
 def watermon_alerts():
     @task
@@ -66,7 +70,7 @@ def watermon_alerts():
     def deliver() -> dict:
         from watermon.alerts.delivery import deliver_task
 
-        return deliver_task(max_seconds=RUN_SECONDS)
+        return deliver_task(max_seconds=get_current_context()["params"]["run_seconds"])
 
     evaluate() >> deliver()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import threading
 import time
@@ -632,8 +631,8 @@ def test_sync_endpoints_follows_the_configuration(engine: Engine, config) -> Non
         assert sync_endpoints(conn, config) == 0
         moved = webhooks_config({"kz_ministry": "https://kz.example/hook"})
         sync_endpoints(conn, moved)
-    assert state() == {"kz_ministry": ("https://kz.example/hook", None), "uz_ministry": (config.webhooks.endpoints[1].url,
-                                                                                        REMOVED)}
+    uz_url = config.webhooks.endpoints[1].url
+    assert state() == {"kz_ministry": ("https://kz.example/hook", None), "uz_ministry": (uz_url, REMOVED)}
     with engine.begin() as conn:
         sync_endpoints(conn, config)
     assert state()["uz_ministry"] == (config.webhooks.endpoints[1].url, None)

@@ -490,3 +490,21 @@ def test_cli_evaluate_list_show_ack(engine: Engine, db_url: str, config: BasinCo
     assert cli("alerts", "ack", "999", "--by", "x")[0] == 2
     assert cli("alerts", "evaluate", "--rule", "nope")[0] == 2
     assert cli("alerts", "list", "--station", "NOPE")[0] == 2
+
+
+def test_open_alerts_of_a_removed_rule_or_station_are_reported(engine: Engine, config: BasinConfig,
+                                                               feed: Feed) -> None:
+    cfg = with_rules(config, {**OBSERVED, "stations": ["11242", "11272"]})
+    feed("11242", [(T0, 1000.0)])
+    feed("11272", [(T0, 300.0)])
+    opened = evaluate(engine, cfg, now=T0)
+    assert dict(opened.events) == {"opened": 2} and opened.orphaned == []
+    with engine.connect() as conn:
+        ids = dict(conn.execute(select(Station.code, Alert.id).join(Alert, Alert.station_id == Station.id)).all())
+    narrowed = evaluate(engine, with_rules(config, {**OBSERVED, "stations": ["11242"]}), now=T0)
+    assert narrowed.orphaned == [f"q-11242@11272 #{ids['11272']}"]
+    assert f"open alerts no rule evaluates any more: q-11242@11272 #{ids['11272']}" in narrowed.summary()
+    before = snapshot(engine)
+    gone = evaluate(engine, with_rules(config), now=T0)
+    assert sorted(gone.orphaned) == sorted(f"q-11242@{c} #{i}" for c, i in ids.items())
+    assert snapshot(engine) == before  # reported, never closed behind the ministries' backs

@@ -117,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", f"{content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # say so, or a keep-alive client sends its next request into a closed socket
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 

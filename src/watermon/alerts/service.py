@@ -51,18 +51,24 @@ class Summary:
     """pairs whose hysteresis count moved (no event)"""
     deliveries: int = 0
     open_alerts: int = 0
+    orphaned: list[str] = field(default_factory=list)
+    """open alerts (``rule@station #id``) whose rule no longer covers their station: nothing
+    evaluates them any more, so they stay open (and are reported) until the rule covers them again"""
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"evaluated_at": R.iso(self.evaluated_at), "rules": self.rules, "judged": self.judged,
                 "unknown": self.unknown, "events": dict(self.events), "counted": self.counted,
-                "deliveries": self.deliveries, "open_alerts": self.open_alerts, "errors": self.errors}
+                "deliveries": self.deliveries, "open_alerts": self.open_alerts, "orphaned": self.orphaned,
+                "errors": self.errors}
 
     def summary(self) -> str:
         ev = ", ".join(f"{n} {e}" for e, n in sorted(self.events.items())) or "no events"
         text = (f"{self.rules} rules, {self.judged} rule-stations judged at {R.iso(self.evaluated_at)} "
                 f"({self.unknown} without usable data): {ev}; {self.deliveries} deliveries queued; "
                 f"{self.open_alerts} alerts open")
+        if self.orphaned:
+            text += f"; {len(self.orphaned)} open alerts no rule evaluates any more: {', '.join(self.orphaned)}"
         return text + (f"; {len(self.errors)} errors" if self.errors else "")
 
 
@@ -199,4 +205,13 @@ def evaluate(engine: Engine, config: BasinConfig, now: datetime | None = None,
     with engine.connect() as conn:
         summary.open_alerts = conn.execute(
             select(func.count()).select_from(Alert).where(Alert.status == "open")).scalar_one()
+        covered = {(r.id, c) for r in config.alerts.rules if r.enabled for c in r.stations}
+        for alert_id, rule_id, code in conn.execute(
+                select(Alert.id, Alert.rule_id, Station.code).join(Station, Station.id == Alert.station_id)
+                .where(Alert.status == "open").order_by(Alert.id)):
+            if (rule_id, code) not in covered:
+                summary.orphaned.append(f"{rule_id}@{code} #{alert_id}")
+    if summary.orphaned:
+        log.warning("open alerts that no enabled rule evaluates any more (they stay open): %s",
+                    ", ".join(summary.orphaned))
     return summary

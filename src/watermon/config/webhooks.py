@@ -36,10 +36,10 @@ class Endpoint(_Strict):
     """One ministry's receiving URL."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=48,
-                    description="also names the secret: connection watermon_webhook_<id>, env WATERMON_WEBHOOK_SECRET_<ID>")
+                    description="also names the secret: connection watermon_webhook_<id>, "
+                                "env WATERMON_WEBHOOK_SECRET_<ID>")
     agency: str = Field(description="the agency whose ministry this endpoint belongs to")
     url: str = Field(max_length=500)
-    languages: tuple[str, ...] = Field(default=(), description="message languages the ministry wants, first preferred")
 
     @field_validator("url")
     @classmethod

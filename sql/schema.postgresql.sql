@@ -356,7 +356,7 @@ FROM (
 ) q;
 
 CREATE VIEW forecast_latest AS
-SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.model, r.id AS run_id,
+SELECT f.station_code, f.station_name, m.variable, m.step, m.model, r.id AS run_id,
        r.issue_time, v.lead, v.valid_time,
        MAX(CASE WHEN v.quantile = 0.5 THEN v.value END) AS median,
        MAX(CASE WHEN v.quantile = 0.05 THEN v.value END) AS q05,
@@ -364,14 +364,16 @@ SELECT st.code AS station_code, st.name AS station_name, m.variable, m.step, m.m
        MAX(CASE WHEN v.quantile = 0.75 THEN v.value END) AS q75,
        MAX(CASE WHEN v.quantile = 0.95 THEN v.value END) AS q95,
        MAX(v.norm) AS norm, m.last_observed, m.last_observed_time
-FROM forecast_model m
+FROM (SELECT DISTINCT st.code AS station_code, st.name AS station_name, k.station_id, k.variable, k.step
+      FROM forecast_model k JOIN station st ON st.id = k.station_id) f
+JOIN forecast_model m ON m.id = (
+    SELECT m2.id FROM forecast_model m2 JOIN forecast_run r2 ON r2.id = m2.run_id
+    WHERE m2.station_id = f.station_id AND m2.variable = f.variable AND m2.step = f.step
+      AND r2.status = 'done'
+    ORDER BY m2.run_id DESC LIMIT 1)
 JOIN forecast_run r ON r.id = m.run_id
-JOIN station st ON st.id = m.station_id
 JOIN forecast_value v ON v.model_id = m.id
-WHERE r.id = (SELECT MAX(r2.id) FROM forecast_run r2 JOIN forecast_model m2 ON m2.run_id = r2.id
-              WHERE r2.status = 'done' AND m2.station_id = m.station_id AND m2.variable = m.variable
-                AND m2.step = m.step)
-GROUP BY st.code, st.name, m.variable, m.step, m.model, r.id, r.issue_time, v.lead, v.valid_time,
+GROUP BY f.station_code, f.station_name, m.variable, m.step, m.model, r.id, r.issue_time, v.lead, v.valid_time,
          m.last_observed, m.last_observed_time;
 
 CREATE VIEW forecast_skill_latest AS

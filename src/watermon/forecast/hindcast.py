@@ -172,6 +172,7 @@ def hindcast_many(
     point, params = _point_many(model, data, problems, issues, refit, fast)
     obs, last = _observed(data, problems, issues)
     keep = issues >= start
+    kept = slice(None) if keep.all() else keep  # all: the arrays themselves, not copies
     stations = [p.station for p in problems]
     coords = {"station": stations, "issue_time": issues[keep], "lead": np.arange(1, p0.leads + 1)}
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
@@ -192,10 +193,11 @@ def hindcast_many(
                 q[s, sel] = rq.apply(point[s, sel], issues[sel])
         q_da = xr.DataArray(q[:, keep], dims=("station", "issue_time", "lead", "quantile"),
                             coords={**coords, "quantile": list(QUANTILES)}, attrs=attrs)
-    da = lambda a: xr.DataArray(a[:, keep], dims=("station", "issue_time", "lead"), coords=coords, attrs=attrs)  # noqa: E731
+    da = lambda a: xr.DataArray(a[:, kept], dims=("station", "issue_time", "lead"),  # noqa: E731
+                                coords=coords, attrs=attrs)
     return Hindcast(
         model=name, forecast=da(point), observed=da(obs),
-        last_observed=xr.DataArray(last[:, keep], dims=("station", "issue_time"),
+        last_observed=xr.DataArray(last[:, kept], dims=("station", "issue_time"),
                                    coords={k: coords[k] for k in ("station", "issue_time")}, attrs=attrs),
         quantiles=q_da, refit=refit, params=params,
     )

@@ -48,17 +48,30 @@ fitted from sufficient statistics:
   lead-1 forecast for it, issued one period earlier, against the observation), ``phi[h]``
   the least-squares coefficient of the training residuals at lead ``h`` on it.
 * ``hindcast_many``: the rolling-origin hindcast with yearly refits of many stations at
-  once: the sums are accumulated per target year once and summed cumulatively, so a refit
-  costs one batched solve, not a pass over the data.
+  once, every refit computed together (over 20 times the throughput of a ``fit`` and
+  ``predict`` a station-year: ``benchmarks/forecast.py``). The rows sit on a (year, period
+  of the year) grid, so a refit's sums are the previous refit's plus one row a period;
+  the same regressions are solved from pooled *moments* (:func:`pooled_moments`: counts,
+  levels, centred sums; the variables' axis first, the periods last, pooled by a moving
+  sum) by a Cholesky factorisation vectorised over the groups (:func:`solve_moments`;
+  LAPACK one 10 x 10 system at a time costs more than the arithmetic). The leads share
+  their features' sums: those of the rows every lead trains on are pooled and factored
+  once, each lead adds its target's sums, and redoes its features' only in the windows
+  holding rows of its own (near a gap in the target, the last days before a refit). A
+  forecast with a missing predictor solves the sub-model of its own group only; the
+  AR(1) coefficients come from each refit's training residuals. The forecasts are
+  :meth:`fit_many` then :meth:`predict_many`'s to rounding (tested); a coefficient of a
+  predictor nearly constant within a window (ill-determined) can differ in its 5th digit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
+import bottleneck as bn
 import numpy as np
 import xarray as xr
 
@@ -78,7 +91,21 @@ def series(data: xr.Dataset, station: str, variable: str, n: int | None = None) 
     """One station's values along ``data.time`` (NaN if absent), NaN-padded to ``n``."""
     size = data.sizes["time"]
     out = np.full(size if n is None else n, np.nan)
-    if variable in data.data_vars and station in data["station"].values:
+    if variable not in data.data_vars:
+        return out
+    # the station's row through the index's hash table: ``.sel`` costs ~0.3 ms a call, and a
+    # design reads a dozen series per station
+    index = data.indexes.get("station")
+    try:
+        k = index.get_loc(station) if index is not None else None
+    except KeyError:
+        return out
+    except (TypeError, ValueError):
+        k = None
+    row = data.variables[variable].isel(station=k) if isinstance(k, (int, np.integer)) else None
+    if row is not None and row.dims == ("time",):
+        out[:size] = np.asarray(row.values, dtype=np.float64)
+    elif station in data["station"].values:
         out[:size] = np.asarray(data[variable].sel(station=station).values, dtype=np.float64)
     return out
 
@@ -325,6 +352,382 @@ def ec_phi(coef: np.ndarray, cross: Sequence[np.ndarray], prev: Sequence[np.ndar
 
 
 # --------------------------------------------------------------------------------------
+# Pooled moments and their solve, the variables' axis first (the hindcast engine)
+# --------------------------------------------------------------------------------------
+# The same regressions as group_stats / pool_within / solve_stats, laid out for many groups
+# at once: an array's first axis is the variable (packed sum, feature), the groups follow
+# with the periods of the year last, so every operation runs along contiguous memory and
+# the pooling of neighbouring periods is a moving sum along the last axis.
+
+
+@lru_cache(maxsize=64)
+def _tri(e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed upper triangle of an ``e x e`` matrix: its row and column indices and the ``(e, e)`` positions."""
+    iu, iv = np.triu_indices(e)
+    at = np.empty((e, e), dtype=np.intp)
+    at[iu, iv] = np.arange(iu.size)
+    at[iv, iu] = np.arange(iu.size)
+    return iu, iv, at
+
+
+def circular_sum(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Circular sum over ``window`` neighbours on each side along the last axis (as :func:`pool`).
+
+    Row by row of the leading axis: each step's arrays stay small (a large temporary is a
+    fresh mapping of pages, which costs more than the sum)."""
+    if window <= 0:
+        if out is None:
+            return x
+        out[...] = x
+        return out
+    n = x.shape[-1]
+    if 2 * window + 1 > n:
+        raise ValueError(f"a window of {window} periods on each side is wider than the year ({n})")
+    if out is None:
+        out = np.empty(x.shape)
+    if x.ndim == 1:
+        x, o = x[None], out[None]
+    else:
+        o = out
+    wide = np.empty((*x.shape[1:-1], n + 2 * window))
+    for m in range(x.shape[0]):
+        wide[..., window : n + window] = x[m]
+        wide[..., :window] = x[m, ..., n - window :]
+        wide[..., n + window :] = x[m, ..., :window]
+        o[m] = bn.move_sum(wide, 2 * window + 1, axis=-1)[..., 2 * window :]
+    return out
+
+
+def _window_at(x: np.ndarray, cells: np.ndarray, window: int) -> np.ndarray:
+    """``x (W, ..., P)`` on the ``2 window + 1`` periods around each cell of the boolean mask
+    ``cells (..., P)`` (circular): ``(W, n_cells, 2 window + 1)``."""
+    n = x.shape[-1]
+    rows = cells.reshape(-1, n)
+    r, p = np.nonzero(rows)
+    have = np.flatnonzero(rows.any(axis=1))  # pad only the rows with such cells
+    where = np.zeros(rows.shape[0], dtype=np.intp)
+    where[have] = np.arange(have.size)
+    xr = x.reshape(x.shape[0], -1, n)[:, have]
+    wide = np.empty((x.shape[0], have.size, n + 2 * window))
+    wide[..., window : n + window] = xr
+    wide[..., :window] = xr[..., n - window :]
+    wide[..., n + window :] = xr[..., :window]
+    return np.lib.stride_tricks.sliding_window_view(wide, 2 * window + 1, axis=-1)[:, where[r], p]
+
+
+def pooled_moments(raw: np.ndarray, window: int, mode: Any, min_own: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, levels and centred sums of each group from packed sums, pooled as :meth:`LinearPeriodModel._pool`.
+
+    ``raw (M, ..., P)``: the sums of ``a a^T``, ``a = [1, v_1..v_E]`` (features, then the
+    target), packed like :func:`group_stats`, the periods of the year last (overwritten).
+    Returns ``n (..., P)``, ``mean (E, ..., P)`` and ``c (E(E+1)/2, ..., P)``: the sums of
+    the products of ``v - mean``, packed (upper triangle, :func:`numpy.triu_indices`
+    order). ``mode`` ``True``: every sum pooled over ``window`` periods on each side;
+    ``False``: each period keeps its own means, the centred sums are pooled
+    (:func:`pool_within`); ``"auto"``: so where a period has ``min_own`` rows of its own,
+    pooled plainly elsewhere.
+    """
+    if not (mode is True or mode is False or mode == "auto"):
+        raise ValueError(f"pool_levels must be true, false or 'auto', not {mode!r}")
+    e = n_features(raw.shape[0]) + 1
+    iu, iv, _ = _tri(e)
+    n, s1, s2 = raw[0], raw[1 : e + 1], raw[e + 1 :]
+    if mode is True and window > 0:
+        big_n = circular_sum(n, window)
+        big_s1 = circular_sum(s1, window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = big_s1 / big_n
+        c = circular_sum(s2, window)
+        for m in range(iu.size):
+            c[m] -= big_s1[iu[m]] * mean[iv[m]]
+        return big_n, mean, c
+    own = np.zeros(s1.shape)
+    np.divide(s1, n, out=own, where=n > 0)
+    tmp = np.empty(n.shape)
+    for m in range(iu.size):  # centred on the period's own means, in place
+        np.multiply(s1[iu[m]], own[iv[m]], out=tmp)
+        s2[m] -= tmp
+    if window <= 0:
+        return n.copy(), own, s2.copy()
+    big_n = circular_sum(n, window)
+    c = circular_sum(s2, window)
+    few = n < min_own if mode == "auto" else n <= 0  # whose level (auto: everything) is pooled plainly
+    if few.any():
+        s1w = _window_at(s1, few, window)
+        s1f = s1w.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mf = s1f / big_n[few]
+        if mode == "auto":  # the plain sums: the pooled n mean mean^T of each period back in
+            ow = _window_at(own, few, window)
+            plain = np.empty((iu.size, mf.shape[1]))
+            for m in range(iu.size):
+                np.einsum("nq,nq->n", s1w[iu[m]], ow[iv[m]], out=plain[m])
+            plain -= s1f[iu] * mf[iv]
+            c[:, few] += plain
+        else:
+            mf = np.where(np.isfinite(mf), mf, 0.0)
+        own[:, few] = mf
+    return big_n, own, c
+
+
+def _cholesky(a: np.ndarray) -> np.ndarray:
+    """Factor a batch of symmetric positive definite ``a (k, k, B)`` in place (lower triangle
+    read, overwritten by ``L``, ``a = L L^T``); returns where a pivot was not positive."""
+    k, _, b = a.shape
+    bad = np.zeros(b, dtype=bool)
+    tmp = np.empty((k, b))
+    for j in range(k):
+        if j:
+            a[j:, j] -= np.einsum("itb,tb->ib", a[j:, :j], a[j, :j], out=tmp[: k - j])
+        p = a[j, j]
+        fail = ~(p > 0)
+        if fail.any():
+            bad |= fail
+            p[fail] = 1.0
+        np.sqrt(p, out=p)
+        if j + 1 < k:
+            a[j + 1 :, j] /= p
+    return bad
+
+
+def _cholesky_apply(a: np.ndarray, inv: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``x`` with ``L L^T x = rhs`` for the factors ``a (k, k, B)`` of :func:`_cholesky` (``inv``:
+    the reciprocals of their diagonals), ``rhs (k, B)``."""
+    k = a.shape[0]
+    x = rhs.copy()
+    tmp = np.empty(rhs.shape[1:])
+    for i in range(k):
+        if i:
+            x[i] -= np.einsum("tb,tb->b", a[i, :i], x[:i], out=tmp)
+        x[i] *= inv[i]
+    for i in range(k - 1, -1, -1):
+        if i + 1 < k:
+            x[i] -= np.einsum("tb,tb->b", a[i + 1 :, i], x[i + 1 :], out=tmp)
+        x[i] *= inv[i]
+    return x
+
+
+@dataclass
+class _Factor:
+    """The standardised ridge normal equations of a batch of groups, factored (:func:`_factorise`)."""
+
+    on: np.ndarray  # (K, B) features in the model
+    scale: np.ndarray  # (K, B) 1 / (n sd) of those features, 0 off: the covariance with the target over sd
+    unscale: np.ndarray  # (K, B) 1 / sd, 0 off
+    mx: np.ndarray  # (K, B) the features' levels, 0 off
+    low: np.ndarray  # (K, K, B) Cholesky factor
+    inv: np.ndarray  # (K, B) the reciprocals of its diagonal
+    bad: np.ndarray  # (B,) not positive definite: solved by LAPACK from ``r``
+    r: np.ndarray  # (n_bad, K, K)
+
+
+def _factorise(n: np.ndarray, mx: np.ndarray, c: np.ndarray, at: np.ndarray, ridge: float,
+               use: np.ndarray | None, min_samples: int) -> _Factor:
+    """The matrices of :func:`solve_stats` for ``B`` groups: ``n (B,)``, ``mx (K, B)`` the
+    features' levels, ``c[at[i, j]] (B,)`` their centred sums; ``use (K, B)``."""
+    k = mx.shape[0]
+    dg = np.arange(k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = c[at[dg, dg]] / n
+    on = np.isfinite(var) & (var > 1e-12 * np.maximum(1.0, mx**2)) & (n >= max(min_samples, 2))
+    if use is not None:
+        on &= use
+    d = np.sqrt(np.where(on, var, 1.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(on, 1.0 / (np.sqrt(n) * d), 0.0)  # r = c_ij g_i g_j: the correlations, 0 off the model
+        scale = np.where(on, 1.0 / (n * d), 0.0)
+    a = np.empty((k, k, n.size))
+    if n.size < 20_000:  # a few groups: whole-array steps
+        li, lj = np.tril_indices(k)
+        a[li, lj] = c[at[li, lj]] * g[li] * g[lj]
+        a[dg, dg] = np.where(on, a[dg, dg] + (ridge + JITTER), 1.0)
+    else:  # many: entry by entry into the result, no large temporaries
+        for i in range(k):
+            for j in range(i + 1):
+                np.multiply(c[at[i, j]], g[i], out=a[i, j])
+                a[i, j] *= g[j]
+            a[i, i] = np.where(on[i], a[i, i] + (ridge + JITTER), 1.0)
+    r = np.zeros((0, k, k))
+    bad = _cholesky(a)
+    if bad.any():
+        r = np.zeros((int(bad.sum()), k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                v = c[at[i, j]][bad] * g[i, bad] * g[j, bad]
+                if i == j:
+                    v = np.where(on[i, bad], v + (ridge + JITTER), 1.0)
+                r[:, i, j] = r[:, j, i] = v
+    return _Factor(on, scale, np.where(on, 1.0 / d, 0.0), np.where(on, mx, 0.0), a, 1.0 / a[dg, dg], bad, r)
+
+
+def _coefficients(f: _Factor, n: np.ndarray, my: np.ndarray, cxy: np.ndarray) -> np.ndarray:
+    """``(K + 1, B)`` ``[intercept, beta]`` from the factored groups, the target's level and its
+    centred sums with the features ``cxy (K, B)``."""
+    rhs = cxy * f.scale
+    unknown = ~np.isfinite(rhs)  # off the model (scale 0) in a group without rows
+    if unknown.any():
+        rhs[unknown] = 0.0
+    beta = _cholesky_apply(f.low, f.inv, rhs)
+    if f.bad.any():
+        beta[:, f.bad] = np.linalg.solve(f.r, rhs[:, f.bad].T[..., None])[..., 0].T
+    coef = np.empty((beta.shape[0] + 1, n.size))
+    np.multiply(beta, f.unscale, out=coef[1:])  # 0 off the model
+    with np.errstate(invalid="ignore"):
+        coef[0] = np.where(n > 0, my, np.nan) - np.einsum("kb,kb->b", coef[1:], f.mx)
+    return coef
+
+
+def solve_moments(n: np.ndarray, mean: np.ndarray, c: np.ndarray, ridge: float, use: np.ndarray | None = None,
+                  min_samples: int = 3) -> np.ndarray:
+    """Ridge coefficients ``(K + 1, ...)`` ``[intercept, beta_1..K]`` from :func:`pooled_moments`.
+
+    The solution of :func:`solve_stats` (features standardised within each group, penalty
+    ``ridge`` on the standardised coefficients, features without variance or not in ``use
+    (K, ...)`` left out, only the mean under ``min_samples`` rows, NaN when empty) for every
+    group at once: a Cholesky factorisation vectorised over the groups (LAPACK one small
+    system at a time costs more than the factorisation itself); a system that is not
+    positive definite (not seen: the penalty includes a jitter) goes to :func:`numpy.linalg.solve`.
+    """
+    e = mean.shape[0]
+    k = e - 1
+    shape = n.shape
+    if k == 0:
+        with np.errstate(invalid="ignore"):
+            return np.where(n > 0, mean[0], np.nan)[None].copy()
+    _, _, at = _tri(e)
+    b = int(np.prod(shape))
+    n, c, mean = n.reshape(b), c.reshape(c.shape[0], b), mean.reshape(e, b)
+    if use is not None:
+        use = np.broadcast_to(use, (k, *shape)).reshape(k, b)
+    f = _factorise(n, mean[:k], c, at, ridge, use, min_samples)
+    return _coefficients(f, n, mean[k], c[at[:k, k]]).reshape(e, *shape)
+
+
+def _row_sums(a: np.ndarray, pairs: Sequence[tuple[int, int]], ylim: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Sums ``(len(pairs), Sb, J, P)`` of ``a[u] a[v]`` over the training rows of every refit.
+
+    ``a (V, Sb, Yc, P)``: row values on the (year, period) grid, 0 off the training rows,
+    ``a[0]`` the 0/1 mask of those rows; refit ``j`` trains on the years ``y < ylim[j, p]``
+    of period ``p``; ``base (Y0, P)``: ``y < ylim[0, p]``. The first refit's rows are summed
+    at once, then each refit adds the rows of its new year(s). Pairs with one ``u`` and
+    consecutive ``v`` are done together.
+    """
+    nv, s_n, yc, n_p = a.shape
+    n_j = ylim.shape[0]
+    out = np.empty((len(pairs), s_n, n_j, n_p))
+    runs: list[tuple[int, int, int, int]] = []  # (u, first v, last v + 1, first pair)
+    for m, (u, v) in enumerate(pairs):
+        if runs and runs[-1][0] == u and runs[-1][2] == v and runs[-1][3] + runs[-1][2] - runs[-1][1] == m:
+            runs[-1] = (u, runs[-1][1], v + 1, runs[-1][3])
+        else:
+            runs.append((u, v, v + 1, m))
+    full = int(base.all(axis=1).argmin()) if not base.all() else base.shape[0]  # years in every period's base
+    a0 = a[:, :, :full]
+    part = a[:, :, full : base.shape[0]] * base[full:]  # the years in some periods' only (29 February, ...)
+    for u, v0, v1, m0 in runs:
+        m1 = m0 + v1 - v0
+        if u == 0:  # a[0] a[v] = a[v]: a[v] is 0 off the mask
+            np.sum(a0[v0:v1], axis=2, out=out[m0:m1, :, 0])
+            out[m0:m1, :, 0] += part[v0:v1].sum(axis=2)
+        else:
+            np.einsum("vsyp,syp->vsp", a0[v0:v1], a0[u], out=out[m0:m1, :, 0])
+            out[m0:m1, :, 0] += np.einsum("vsyp,syp->vsp", part[v0:v1], part[u])
+    if n_j > 1:
+        lo, hi = ylim[:-1], ylim[1:]
+        g = np.take(a.reshape(nv, s_n, yc * n_p), np.minimum(lo, yc - 1) * n_p + np.arange(n_p), axis=2)
+        g *= lo < hi
+        for u, v0, v1, m0 in runs:
+            m1 = m0 + v1 - v0
+            if u == 0:
+                out[m0:m1, :, 1:] = g[v0:v1]
+            else:
+                np.multiply(g[v0:v1], g[u], out=out[m0:m1, :, 1:])
+        pu, pv = np.array(pairs).T
+        for step in range(1, int((hi - lo).max())):  # several new years of a period (29 February: leap years)
+            jj, pp = np.nonzero(lo + step < hi)
+            gs = a[:, :, lo[jj, pp] + step, pp]
+            out[:, :, jj + 1, pp] += gs[pu] * gs[pv]
+        for j in range(1, n_j):
+            out[:, :, j] += out[:, :, j - 1]
+    return out
+
+
+def _centre(n: np.ndarray, s1: np.ndarray, c: np.ndarray, iu: np.ndarray, iv: np.ndarray) -> np.ndarray:
+    """The groups' own means ``s1 / n`` (0 where empty); the sums ``c[m]`` of ``v_iu[m] v_iv[m]``
+    centred on them, in place."""
+    own = np.zeros(s1.shape)
+    np.divide(s1, n, out=own, where=n > 0)
+    tmp = np.empty(n.shape)
+    for m in range(len(iu)):
+        np.multiply(s1[iu[m]], own[iv[m]], out=tmp)
+        c[m] -= tmp
+    return own
+
+
+def _window_sums(x: np.ndarray, cells: np.ndarray, window: int) -> np.ndarray:
+    """``circular_sum(x, window)[:, cells]`` ``(W, n_cells)`` for a boolean mask ``cells`` of
+    ``x.shape[1:]``: rows (along the last axis) with many such cells pooled whole, the other
+    cells' windows gathered."""
+    n = x.shape[-1]
+    xr, cr = x.reshape(x.shape[0], -1, n), cells.reshape(-1, n)
+    r, p = np.nonzero(cr)
+    out = np.empty((x.shape[0], r.size))
+    dense = cr.sum(axis=1) * (2 * window + 1) > 3 * n
+    on = dense[r]
+    if on.any():
+        rows = np.flatnonzero(dense)
+        where = np.zeros(cr.shape[0], dtype=np.intp)
+        where[rows] = np.arange(rows.size)
+        out[:, on] = circular_sum(xr[:, rows], window)[:, where[r[on]], p[on]]
+    if not on.all():
+        rs, ps = r[~on], p[~on]
+        out[:, ~on] = xr[:, rs[:, None], (ps[:, None] + np.arange(-window, window + 1)) % n].sum(axis=-1)
+    return out
+
+
+def _plain(cells: np.ndarray, s1: np.ndarray, s2: np.ndarray, big_n: np.ndarray, window: int, auto: bool,
+           iu: np.ndarray, iv: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """For the groups ``cells`` whose level is pooled (:func:`pooled_moments`): the pooled means
+    ``(V, n_cells)`` and, with ``auto``, the plainly pooled centred sums of ``(iu, iv)`` from the
+    raw sums ``s2`` of those products."""
+    total = _window_sums(s1, cells, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / big_n[cells]
+    if not auto:
+        return np.where(np.isfinite(mean), mean, 0.0), None
+    return mean, _window_sums(s2, cells, window) - total[iu] * mean[iv]
+
+
+def _plain_own(cells: np.ndarray, s1: np.ndarray, own: np.ndarray, big_n: np.ndarray, window: int, auto: bool,
+               iu: np.ndarray, iv: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """As :func:`_plain` without the raw sums: the pooled means and, with ``auto``, what turns
+    the within-period centred sums of ``(iu, iv)`` into plain ones (from the own means)."""
+    s1w = _window_at(s1, cells, window)
+    total = s1w.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / big_n[cells]
+    if not auto:
+        return np.where(np.isfinite(mean), mean, 0.0), None
+    ow = _window_at(own, cells, window)
+    return mean, np.einsum("unq,vnq->uvn", s1w, ow)[iu, iv] - total[iu] * mean[iv]
+
+
+def _window_sum_sparse(values: np.ndarray, src_row: np.ndarray, src_p: np.ndarray, dst_row: np.ndarray,
+                       dst_p: np.ndarray, n_p: int, window: int) -> np.ndarray:
+    """``(W, n_dst)``: for each destination (row, period), the sum of ``values (W, n_src)`` over the
+    sources of its row within ``window`` periods (circularly): differences of prefix sums over
+    the sources in (row, period) order."""
+    key = (src_row * 3 * n_p + src_p)[:, None] + np.array([0, n_p, 2 * n_p])  # a copy a year before and after
+    order = np.argsort(key.ravel(), kind="stable")
+    keys = key.ravel()[order]
+    total = np.zeros((values.shape[0], keys.size + 1))
+    np.cumsum(values[:, order // 3], axis=1, out=total[:, 1:])
+    mid = dst_row * 3 * n_p + n_p + dst_p
+    return total[:, np.searchsorted(keys, mid + window, side="right")] - total[
+        :, np.searchsorted(keys, mid - window, side="left")]
+
+
+# --------------------------------------------------------------------------------------
 # The design
 # --------------------------------------------------------------------------------------
 
@@ -357,12 +760,210 @@ class _Fitted:
     present: np.ndarray  # (S, K) the columns the model uses
     center: np.ndarray  # (S, K)
     scale: np.ndarray  # (S, K)
-    stats: np.ndarray  # (S, L, P, M) pooled packed sums
+    sums: np.ndarray | Callable[[], np.ndarray]  # (S, L, P, M) pooled packed sums, or what makes them
     coef: np.ndarray  # (S, L, P, K+1) full model
     phi: np.ndarray  # (S, L) AR(1) error correction
     n_train: np.ndarray  # (S, L)
     until: np.datetime64
     first: np.datetime64 | None
+
+    @property
+    def stats(self) -> np.ndarray:
+        """The pooled packed sums (for the sub-models of missing features), made when first needed."""
+        if callable(self.sums):
+            self.sums = self.sums()
+        return self.sums
+
+
+class _RollingGrid:
+    """The rows of a design on a dense (year, period of the year) grid, and which rows each yearly refit trains on."""
+
+    def __init__(self, t: int, year_of: np.ndarray, period: np.ndarray, n_p: int, years: np.ndarray,
+                 leads: int) -> None:
+        self.n_p, self.years = n_p, years
+        ycal = year_of - year_of[0]
+        self.yc = yc = int(ycal[-1]) + 1
+        self.slot = ycal * n_p + period
+        """each row's place on the (year, period) grid"""
+        if np.unique(self.slot).size != t:
+            raise ValueError("two rows in one period of a year")
+        self.flat_t = period * yc + ycal
+        """each row's place on the (period, year) grid"""
+        self.prev_t = np.zeros(n_p * yc, dtype=np.intp)
+        self.prev_t[self.flat_t[1:]] = self.flat_t[:-1]
+        """the place of the row before (0 for none)"""
+        there = np.zeros(yc * n_p, dtype=bool)
+        there[self.slot] = True
+        there = there.reshape(yc, n_p)
+        n_j = years.size
+        ys = np.arange(yc)
+        self.bins: list[np.ndarray] = []  # per lead (T,): 0 before the first refit year, j + 1 in years[j]
+        self.ylim: list[np.ndarray] = []  # per lead (J, P): refit j trains on the years y < ylim[j, p] of period p
+        self.base: list[np.ndarray] = []  # per lead (Y0, P): the rows of the first refit
+        self.train_t: list[np.ndarray] = []  # per lead (P, Yc, J): the rows of each refit
+        ec_ok = np.ones(n_j, dtype=bool)
+        for h in range(1, leads + 1):
+            tgt = np.full(t, years[-1] + 1)
+            tgt[: t - h + 1] = year_of[h - 1 :]
+            b = np.searchsorted(years, tgt, side="right")  # of the target period: refit j trains on b <= j
+            self.bins.append(b)
+            ec_ok &= np.array([bool((b <= j).any()) for j in range(n_j)])
+            grid_b = np.full(yc * n_p, np.iinfo(np.int64).max)
+            grid_b[self.slot] = b
+            inside = there[None] & (grid_b.reshape(yc, n_p)[None] <= np.arange(n_j)[:, None, None])  # (J, Yc, P)
+            ylim = np.where(inside.any(axis=1), yc - np.argmax(inside[:, ::-1], axis=1), 0)
+            if (there[None] & ~inside & (ys[None, :, None] < ylim[:, None, :])).any():
+                raise ValueError("the training rows of a period of the year are not its first years")
+            self.ylim.append(ylim)
+            self.base.append(ys[: int(ylim[0].max()), None] < ylim[0][None, :])
+            self.train_t.append((ys[None, :, None] < ylim.T[:, None, :]).astype(np.float64))
+        self.ec_ok = ec_ok.astype(np.float64)
+        """1 for the refits whose every lead has rows (the AR(1) correction is fitted), else 0"""
+
+
+class _Last:
+    """The last refit of a hindcast, as :class:`_Fitted` keeps it."""
+
+    def __init__(self, s_n: int, leads: int, n_p: int, k: int) -> None:
+        self.shape = (s_n, leads, n_p, (k + 2) * (k + 3) // 2)
+        self.coef = np.zeros((s_n, leads, n_p, k + 1))
+        self.phi = np.zeros((s_n, leads))
+        self.n_train = np.zeros((s_n, leads), dtype=np.int64)
+        self.moments: list[tuple[slice, int, _Moments]] = []
+
+    def keep(self, sb: slice, lead: int, coef: np.ndarray, moments: _Moments, n_train: np.ndarray) -> None:
+        """Lead ``lead`` of the stations ``sb``: coefficients ``(K+1, Sb, J, P)``, the last refit's moments."""
+        self.moments.append((sb, lead, moments))
+        self.coef[sb, lead] = np.moveaxis(coef[:, :, -1], 0, -1)
+        self.n_train[sb, lead] = n_train
+
+    def stats(self) -> np.ndarray:
+        """The last refit's pooled packed sums ``(S, L, P, M)`` (as :func:`group_stats` then
+        :func:`pool_within` give them)."""
+        out = np.zeros(self.shape)
+        for sb, lead, moments in self.moments:
+            n, mean, c = moments.last()
+            iu, iv, _ = _tri(mean.shape[0])
+            with np.errstate(invalid="ignore"):
+                raw = np.concatenate([n[None], n * mean, c + n * mean[iu] * mean[iv]])
+            out[sb, lead] = np.nan_to_num(np.moveaxis(raw, 0, -1))
+        return out
+
+
+class _Moments:
+    """A lead's pooled moments (:func:`pooled_moments`) of every (station, refit, period)."""
+
+    def __init__(self, n: np.ndarray, mean: np.ndarray, c: np.ndarray) -> None:
+        self.n, self.mean, self.c = n, mean, c
+
+    def at(self, s: Any, j: Any, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.n[s, j, p], self.mean[:, s, j, p], self.c[:, s, j, p]
+
+    def last(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.n[:, -1], self.mean[:, :, -1], self.c[:, :, -1]
+
+    def tail(self) -> _Moments:
+        """The last refit's moments alone (copies: the rest can go)."""
+        return _Moments(self.n[:, -1:].copy(), self.mean[:, :, -1:].copy(), self.c[:, :, -1:].copy())
+
+
+@dataclass
+class _Core:
+    """The features' sums of the rows every lead of a block trains on (``LinearPeriodModel._core``)."""
+
+    n: np.ndarray  # (Sb, J, P) rows of the period itself
+    c: np.ndarray  # (K(K+1)/2, Sb, J, P) their centred sums, not pooled
+    few: np.ndarray | None  # (Sb, J, P) where pooled plainly ("auto": the period has few rows of its own)
+    few_within: np.ndarray | None  # (K(K+1)/2, n_few) there: pooled centred on each period's own means
+    big_n: np.ndarray  # (Sb, J, P) pooled rows
+    mean: np.ndarray  # (K, Sb, J, P) the levels the regressions use
+    pooled: np.ndarray  # the centred sums they use: on each period's own means, plain where ``few``
+    f: _Factor
+
+    def within(self, s: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The centred sums of the groups (s, j, p) pooled on each period's own means."""
+        out = self.pooled[:, s, j, p]
+        if self.few is not None:
+            hit = self.few[s, j, p]
+            if hit.any():
+                index = np.full(self.few.shape, -1, dtype=np.intp)
+                index[self.few] = np.arange(self.few_within.shape[1])
+                out[:, hit] = self.few_within[:, index[s[hit], j[hit], p[hit]]]
+        return out
+
+
+class _SharedMoments(_Moments):
+    """A lead's moments on top of the core: the core's features' sums and levels, the lead's
+    target sums; the lead's own features' in the windows with rows of its own (``own``: their
+    station, refit, period, feature levels and centred sums)."""
+
+    def __init__(self, k: int, big_n: np.ndarray, mean_x: np.ndarray, cxx: np.ndarray, mean_y: np.ndarray,
+                 cy: np.ndarray, own: tuple[np.ndarray, ...] | None) -> None:
+        self.k, self.n, self.mean_x, self.cxx, self.mean_y, self.cy = k, big_n, mean_x, cxx, mean_y, cy
+        self.index = None
+        if own is not None:
+            self.index = np.full(big_n.shape, -1, dtype=np.intp)
+            self.index[own[0], own[1], own[2]] = np.arange(own[0].size)
+            self.own_mean, self.own_cxx = own[3], own[4]
+
+    def features(self, s: Any, j: Any, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, feature levels and the features' centred sums (packed) of the groups (s, j, p)."""
+        n = self.n[s, j, p]
+        mean = self.mean_x[:, s, j, p]
+        cxx = self.cxx[:, s, j, p]
+        if self.index is not None:
+            i = self.index[s, j, p]
+            hit = i >= 0
+            if hit.any():
+                mean[:, hit] = self.own_mean[:, i[hit]]
+                cxx[:, hit] = self.own_cxx[:, i[hit]]
+        return n, mean, cxx
+
+    def at(self, s: Any, j: Any, p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k = self.k
+        iu, iv, _ = _tri(k + 1)
+        n, mean_x, cxx = self.features(s, j, p)
+        mean = np.concatenate([mean_x, self.mean_y[s, j, p][None]])
+        c = np.empty((iu.size, *n.shape))
+        inner = iv < k
+        c[inner] = cxx[_tri(k)[2][iu[inner], iv[inner]]]
+        c[~inner] = self.cy[:, s, j, p][iu[~inner]]
+        return n, mean, c
+
+    def last(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s_n, n_j, n_p = self.n.shape
+        return self.at(np.arange(s_n)[:, None], n_j - 1, np.arange(n_p)[None, :])
+
+    def tail(self) -> _SharedMoments:
+        """The last refit's moments alone (copies: the rest can go)."""
+        own = None
+        if self.index is not None:
+            at = np.nonzero(self.index[:, -1] >= 0)
+            i = self.index[:, -1][at]
+            own = (at[0], np.zeros(i.size, dtype=np.intp), at[1], self.own_mean[:, i], self.own_cxx[:, i])
+        return _SharedMoments(self.k, self.n[:, -1:].copy(), self.mean_x[:, :, -1:].copy(),
+                              self.cxx[:, :, -1:].copy(), self.mean_y[:, -1:].copy(), self.cy[:, :, -1:].copy(), own)
+
+    def own(self, cells: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Which of the groups ``cells`` have features' sums of the lead's own (not the core's)."""
+        if self.index is None:
+            return np.zeros(cells[0].shape, dtype=bool)
+        return self.index[cells] >= 0
+
+
+@dataclass
+class _Rows:
+    """Design rows to forecast (``LinearPeriodModel._rows``)."""
+
+    z: np.ndarray  # (Sb, n, K) features, 0 where unknown
+    refit: np.ndarray  # (n,) refit of each row
+    period: np.ndarray  # (n,) period of the year
+    si: np.ndarray  # the (station, row) with features missing
+    ni: np.ndarray
+    cells: tuple[np.ndarray, np.ndarray, np.ndarray]  # their (station, refit, period)
+    use: np.ndarray  # (K, n_missing) the features their sub-models use
+    f: _Factor | None  # those sub-models' features, from the core
+
 
 
 class LinearPeriodModel(Model):
@@ -497,8 +1098,11 @@ class LinearPeriodModel(Model):
         return c, sd
 
     def _z(self, d: Design, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        z = (d.x - center[:, None, :]) / scale[:, None, :]
-        return np.where(d.present[:, None, :], z, 0.0)
+        z = d.x - center[:, None, :]
+        z /= scale[:, None, :]
+        if not d.present.all():
+            z[np.broadcast_to(~d.present[:, None, :], z.shape)] = 0.0
+        return z
 
     def fit_many(self, data: xr.Dataset, problems: Sequence[Problem], until: Any,
                  design: Design | None = None, train_from: Any = None) -> LinearPeriodModel:
@@ -626,26 +1230,44 @@ class LinearPeriodModel(Model):
         return forecast_array(out.values[0], out["issue_time"].values, problem, self.name)
 
     # -- the fast rolling-origin hindcast ------------------------------------------------
+    HINDCAST_BLOCK: ClassVar[int] = 3_000_000
+    """packed sums (stations x refits x periods x sums) :meth:`hindcast_many` works on at once:
+    arrays of a few MB stay in the cache (larger ones are new pages on every allocation)"""
+    HINDCAST_CHUNK: ClassVar[int] = 10
+    """stations whose design :meth:`hindcast_many` builds at once (~7 MB a station of 20 years
+    daily with 10 predictors)"""
+    SHARE_LEADS: ClassVar[bool] = True
+    """:meth:`hindcast_many` sums the features once for all leads (False: every lead on its own;
+    the same forecasts, slower)"""
+
     def hindcast_many(self, data: xr.Dataset, problems: Sequence[Problem], issue_times: Any,
                       train_from: Any = None, chunk: int | None = None) -> np.ndarray:
         """Rolling-origin hindcast ``(S, N, L)`` with a refit on 1 January of every year.
 
         Issued in year Y, a forecast comes from the model fitted on the rows whose target
-        period is before 1 January of Y (and features before the issue time): exactly
-        what :meth:`fit_many` with ``until`` = 1 January Y then :meth:`predict_many` give
-        (tested), but the sums are accumulated per target year once and summed
-        cumulatively: a refit adds the previous year's rows and solves. Stations are
-        processed ``chunk`` at a time (memory).
+        period is before 1 January of Y (and features before the issue time): what
+        :meth:`fit_many` with ``until`` = 1 January Y then :meth:`predict_many` give (to
+        rounding; tested), computed for every refit at once. The rows are laid out on a
+        (year, period of the year) grid; the sums of each period are those of the years
+        before a refit, accumulated year by year (the rows of the years before the first
+        refit summed at once); pooled, solved (:func:`pooled_moments`, :func:`solve_moments`)
+        and applied for all refits together; a forecast whose features are not all known
+        solves the sub-model of its own group only; the AR(1) coefficients come from the
+        training residuals of each refit. The design is built ``chunk`` stations at a time
+        (:attr:`HINDCAST_CHUNK`), the sums for a few stations at a time (:attr:`HINDCAST_BLOCK`).
         """
         issues = as_times(issue_times)
         s = self._batch_settings(problems)
         if chunk is None:
-            chunk = 50
+            chunk = self.HINDCAST_CHUNK
         if len(problems) > chunk:
             return np.concatenate([self.hindcast_many(data, problems[i : i + chunk], issues, train_from, chunk)
                                    for i in range(0, len(problems), chunk)], axis=0)
         step, leads = problems[0].step, problems[0].leads
         n_p = N_PERIODS[step]
+        out = np.full((len(problems), issues.size, leads), np.nan)
+        if issues.size == 0:
+            return out
         d = self.design(data, problems, grid_periods_needed(data, issues, leads, step))
         pos = issue_positions(d.times, issues)
         year_of = d.times.astype("datetime64[Y]").astype(np.int64) + 1970
@@ -653,50 +1275,257 @@ class LinearPeriodModel(Model):
         years = np.unique(issue_year)
         first = 0 if train_from is None else int(np.searchsorted(d.times, as_times(train_from)[0]))
         # centre/scale from the rows before the first refit: valid for every later refit
-        y0 = np.datetime64(f"{years[0]:04d}-01-01", "ns")
-        n0 = int(np.searchsorted(d.times, y0))
+        n0 = int(np.searchsorted(d.times, np.datetime64(f"{years[0]:04d}-01-01", "ns")))
         d = self._usable(d, n0, first)
         center, scale = self._normalise(d, n0, first)
         z = self._z(d, center, scale)
-        # the sums grow year by year: rows whose target period falls in the year before each refit
-        t = d.times.size
-        targets = []
-        p_of, q_of, pair = period_pairs(d.period, n_p)
-        ok1 = self._training(d, t, 1, first)[0]
-        for h in range(1, leads + 1):
-            ok, yh = self._training(d, t, h, first)
-            tgt_year = np.full(t, years[-1] + 1)
-            tgt_year[: t - h + 1] = year_of[h - 1 :]
-            targets.append((ok, yh, np.searchsorted(years, tgt_year, side="right")))  # bin 0: before years[0]
-        running = None
-        ec_run: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        out = np.full((len(problems), issues.size, leads), np.nan)
         self._settings, self._problems, self._names = s, list(problems), d.names
-        for j, yr in enumerate(years):
-            new = []
-            for h, (ok, yh, b) in enumerate(targets):
-                rows = np.flatnonzero(b == j)
-                new.append(group_stats(z[:, rows], yh[:, rows], ok[:, rows], d.period[rows], n_p))
-                if s["error_correction"] and rows.size:
-                    lo, hi = max(rows[0] - 1, 0), rows[-1] + 1  # a year's rows are contiguous
-                    m = (ok & _shift(ok1))[:, lo:hi] & (b[lo:hi] == j)[None, :]
-                    c, dd = ec_stats(z[:, lo:hi], d.y[:, lo:hi], yh[:, lo:hi], m, pair[lo:hi], p_of.size)
-                    ec_run[h] = (c, dd) if h not in ec_run else (ec_run[h][0] + c, ec_run[h][1] + dd)
-            add = np.stack(new, axis=1)  # (S, L, P, M), not pooled
-            running = add if running is None else running + add
-            st = self._pool(running, s, axis=2)
-            coef = solve_stats(st, s["ridge"], d.present[:, None, None, :], s["min_samples"])
-            until = np.datetime64(f"{yr:04d}-01-01", "ns")
-            self._cache = {}
-            n_train = np.stack([(ok & (b <= j)).sum(axis=1) for ok, _, b in targets], axis=1)
-            self._fit = _Fitted(d.present, center, scale, st, coef, np.zeros((len(problems), leads)),
-                                n_train, until, None if train_from is None else as_times(train_from)[0])
-            if s["error_correction"] and len(ec_run) == leads:
-                self._fit.phi = ec_phi(coef, [ec_run[h][0] for h in range(leads)], [ec_run[h][1] for h in range(leads)],
-                                       p_of, q_of)
-            sel = issue_year == yr
-            out[:, sel] = self._predict_rows(d, pos[sel], z)
+        grid = _RollingGrid(d.times.size, year_of, d.period, n_p, years, leads)
+        s_n, k = d.x.shape[0], d.x.shape[2]
+        last = _Last(s_n, leads, n_p, k)
+        refit = np.searchsorted(years, issue_year)
+        xok = d.xok & (np.arange(d.times.size) >= first)[None, :]
+        block = max(1, self.HINDCAST_BLOCK // ((k + 2) * (k + 3) // 2 * years.size * n_p))
+        for lo in range(0, s_n, block):
+            sb = slice(lo, min(lo + block, s_n))
+            self._hindcast_block(grid, z[sb], d.y[sb], xok[sb], d.present[sb], d.period, pos, refit, s,
+                                 out[sb], last, sb)
+        clip = s.get("clip_min")
+        if clip is not None:
+            np.maximum(out, clip, out=out)
+        self._cache = {}
+        self._fit = _Fitted(d.present, center, scale, last.stats, last.coef, last.phi, last.n_train,
+                            np.datetime64(f"{years[-1]:04d}-01-01", "ns"),
+                            None if train_from is None else as_times(train_from)[0])
         return out
+
+    def _hindcast_block(self, grid: _RollingGrid, z: np.ndarray, y: np.ndarray, xok: np.ndarray,
+                        present: np.ndarray, period: np.ndarray, pos: np.ndarray, refit: np.ndarray,
+                        s: dict[str, Any], out: np.ndarray, last: _Last, sb: slice) -> None:
+        """The hindcast of a few stations (``out (Sb, N, L)``, filled) for every lead and refit.
+
+        The leads share their features' sums: the rows every lead trains on (the core) are
+        summed, pooled and factored once; a lead adds its target's sums, and redoes the
+        features' only in the windows that hold rows of its own (a target known for this lead
+        but not for a longer one; the last days before a refit, whose longer leads' targets
+        are after it). Plain pooling (``pool_levels: true``) sums everything per lead.
+        """
+        s_n, t, k = z.shape
+        leads = out.shape[2]
+        n_p, yc = grid.n_p, grid.yc
+        ec = bool(s["error_correction"])
+        zd = np.zeros((k, s_n, yc * n_p))
+        zd[:, :, grid.slot] = np.where(np.isfinite(z), z, 0.0).transpose(2, 0, 1)
+        zd = zd.reshape(k, s_n, yc, n_p)
+        targets = []
+        for h in range(1, leads + 1):
+            yh = np.full(y.shape, np.nan)
+            yh[:, : t - h + 1] = y[:, h - 1 :]
+            targets.append(yh)
+        core = None
+        if k > 0 and s["pool_levels"] is not True and self.SHARE_LEADS:
+            every = xok.copy()
+            for yh in targets:
+                every &= np.isfinite(yh)
+            core = self._core(grid, zd, self._dense(grid, every), present, s)
+        issue_rows = self._rows(core, z, present, pos, refit, period, s)
+        if ec:  # [1, z] on the (station, period, year) grid, for the training residuals
+            xt = np.ones((s_n, n_p, yc, k + 1))
+            xt[..., 1:] = zd.transpose(1, 3, 2, 0)
+            prev = np.zeros((s_n, n_p * yc), dtype=bool)
+            e = np.full((s_n, pos.size), np.nan)
+            res = np.empty((s_n, n_p, yc, grid.years.size))
+            m = np.empty(res.shape)
+        for h in range(1, leads + 1):
+            yh = targets[h - 1]
+            ok = np.isfinite(yh) & xok
+            okd = self._dense(grid, ok)
+            yd = self._dense(grid, np.where(ok, yh, 0.0))
+            if core is not None:
+                coef, moments = self._lead_shared(core, grid, h, zd, okd, yd, present, s)
+            else:
+                coef, moments = self._lead_full(grid, h, zd, okd, yd, present, s)
+            fc = self._apply_cells(coef, moments, issue_rows, s)
+            if ec:  # the AR(1) coefficient of each refit from its training residuals
+                c0 = coef.transpose(1, 3, 0, 2).copy()  # (Sb, P, K+1, J)
+                c0[:, :, 0] = np.where(np.isnan(c0[:, :, 0]), 0.0, c0[:, :, 0])  # an empty group: NaN intercept
+                np.matmul(xt, c0, out=res)  # (Sb, P, Yc, J) fitted
+                np.subtract(yd.transpose(0, 2, 1)[..., None], res, out=res)
+                if h == 1:  # the lead-1 residual of the row before
+                    r1 = res.reshape(s_n, n_p * yc, -1)[:, grid.prev_t].reshape(res.shape)
+                    r1sq = r1 * r1
+                    prev[:, grid.flat_t[1:]] = ok[:, :-1]
+                    prev = prev.reshape(s_n, n_p, yc)
+                    p1 = pos - 1
+                    have = p1 >= 0
+                    e[:, have] = y[:, p1[have]] - self._apply_cells(
+                        coef, moments, self._rows(core, z, present, p1[have], refit[have], period, s), s)
+                    e = np.where(np.isfinite(e), e, 0.0)
+                np.multiply((okd.transpose(0, 2, 1) * prev)[..., None], grid.train_t[h - 1], out=m)  # the lead's rows
+                res *= m
+                num = np.einsum("spyj,spyj->sj", res, r1)
+                den = np.einsum("spyj,spyj->sj", m, r1sq)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    phi = np.clip(np.where(den > 1e-12, num / den, 0.0), -0.99, 0.99) * grid.ec_ok
+                fc = fc + phi[:, refit] * e
+                last.phi[sb, h - 1] = phi[:, -1]
+            out[:, :, h - 1] = fc
+            last.keep(sb, h - 1, coef, moments.tail(), (ok & (grid.bins[h - 1] <= grid.years.size - 1)).sum(axis=1))
+
+    @staticmethod
+    def _dense(grid: _RollingGrid, values: np.ndarray) -> np.ndarray:
+        """``(Sb, T)`` row values on the ``(Sb, Yc, P)`` grid (0 where no row)."""
+        out = np.zeros((values.shape[0], grid.yc * grid.n_p))
+        out[:, grid.slot] = values
+        return out.reshape(values.shape[0], grid.yc, grid.n_p)
+
+    def _lead_full(self, grid: _RollingGrid, h: int, zd: np.ndarray, okd: np.ndarray, yd: np.ndarray,
+                   present: np.ndarray, s: dict[str, Any]) -> tuple[np.ndarray, _Moments]:
+        """Coefficients ``(K+1, Sb, J, P)`` of lead ``h`` and its moments, every sum of its own."""
+        k = zd.shape[0]
+        a = np.empty((k + 2, *okd.shape))
+        a[0] = okd
+        np.multiply(zd, okd, out=a[1 : k + 1])
+        a[k + 1] = yd
+        raw = _row_sums(a, list(zip(*np.triu_indices(k + 2), strict=True)), grid.ylim[h - 1], grid.base[h - 1])
+        moments = _Moments(*pooled_moments(raw, s["window"], s["pool_levels"], self.MIN_OWN_LEVEL))
+        coef = solve_moments(moments.n, moments.mean, moments.c, s["ridge"], present.T[:, :, None, None],
+                             s["min_samples"])
+        return coef, moments
+
+    def _core(self, grid: _RollingGrid, zd: np.ndarray, okd: np.ndarray, present: np.ndarray,
+              s: dict[str, Any]) -> _Core:
+        """The features' sums of the rows every lead trains on, pooled and factored."""
+        k, s_n, _, n_p = zd.shape
+        a = np.empty((k + 1, *okd.shape))
+        a[0] = okd
+        np.multiply(zd, okd, out=a[1:])
+        raw = _row_sums(a, list(zip(*np.triu_indices(k + 1), strict=True)), grid.ylim[-1], grid.base[-1])
+        n, s1, c = raw[0], raw[1 : k + 1], raw[k + 1 :]
+        w, auto = s["window"], s["pool_levels"] == "auto"
+        few = (n < self.MIN_OWN_LEVEL if auto else n <= 0) if w > 0 else np.zeros(n.shape, dtype=bool)
+        big_n = circular_sum(n, w, np.empty(n.shape))
+        if few.any():  # the periods whose level is pooled: from the sums before centring
+            level, plain = _plain(few, s1, c, big_n, w, auto, *_tri(k)[:2])
+        own = _centre(n, s1, c, *_tri(k)[:2])
+        pooled = circular_sum(c, w, np.empty(c.shape))
+        mean = own.copy()
+        within = None
+        if few.any():
+            mean[:, few] = level
+            if plain is not None:
+                within = pooled[:, few]  # the lead's own windows start from these
+                pooled[:, few] = plain
+        b = big_n.size
+        use = np.broadcast_to(present.T[:, :, None, None], (k, *n.shape)).reshape(k, b)
+        f = _factorise(big_n.reshape(b), mean.reshape(k, b), pooled.reshape(pooled.shape[0], b), _tri(k)[2],
+                       s["ridge"], use, s["min_samples"])
+        return _Core(n, c, few if within is not None else None, within, big_n, mean, pooled, f)
+
+    def _lead_shared(self, core: _Core, grid: _RollingGrid, h: int, zd: np.ndarray, okd: np.ndarray,
+                     yd: np.ndarray, present: np.ndarray, s: dict[str, Any]) -> tuple[np.ndarray, _SharedMoments]:
+        """Coefficients ``(K+1, Sb, J, P)`` of lead ``h`` and its moments on top of the core."""
+        k, s_n, yc, n_p = zd.shape
+        e = k + 1
+        w, auto = s["window"], s["pool_levels"] == "auto"
+        ylim = grid.ylim[h - 1]
+        a = np.empty((e + 1, *okd.shape))
+        a[0] = okd
+        np.multiply(zd, okd, out=a[1:e])
+        a[e] = yd
+        pairs = [(0, u) for u in range(e + 1)] + [(e, u) for u in range(1, e + 1)]
+        raw = _row_sums(a, pairs, ylim, grid.base[h - 1])
+        n, s1, cy = raw[0], raw[1 : e + 1], raw[e + 1 :]  # cy[u]: the sums of v_u y, u = features, target
+        few = (n < self.MIN_OWN_LEVEL if auto else n <= 0) if w > 0 else np.zeros(n.shape, dtype=bool)
+        s2 = cy.copy() if few.any() and auto else None
+        own = _centre(n, s1, cy, np.arange(e), np.full(e, k))
+        big_n = circular_sum(n, w, np.empty(n.shape))
+        cy = circular_sum(cy, w, np.empty(cy.shape))
+        mean_y = own[k].copy()
+        if few.any():
+            level, plain = _plain(few, s1, s2, big_n, w, auto, np.arange(e), np.full(e, k))
+            mean_y[few] = level[k]
+            if plain is not None:
+                cy[:, few] = plain
+        # the windows holding rows of this lead's own: its features' sums afresh
+        iu, iv, at_x = _tri(k)
+        dirty = n > core.n
+        aff_index = None
+        if dirty.any():
+            ds, dj, dq = np.nonzero(dirty)
+            zg = zd.transpose(1, 3, 0, 2)[ds, dq]  # (nd, K, Yc)
+            rows = okd.transpose(0, 2, 1)[ds, dq] * (np.arange(yc)[None, :] < ylim[dj, dq][:, None])
+            cd = np.einsum("nuy,nvy,ny->uvn", zg, zg, rows)[iu, iv]
+            s1d, ownd = s1[:k, ds, dj, dq], own[:k, ds, dj, dq]
+            cd -= s1d[iu] * ownd[iv]
+            cd -= core.c[:, ds, dj, dq]
+            aff = circular_sum(dirty.astype(np.float64), w) > 0.5
+            as_, aj, ap = np.nonzero(aff)
+            cxx = core.within(as_, aj, ap) + _window_sum_sparse(cd, ds * grid.years.size + dj, dq,
+                                                                    as_ * grid.years.size + aj, ap, n_p, w)
+            mean_a = own[:, as_, aj, ap]
+            fa = few[as_, aj, ap]
+            if fa.any():
+                cells = np.zeros(n.shape, dtype=bool)
+                cells[as_[fa], aj[fa], ap[fa]] = True
+                level, corr = _plain_own(cells, s1[:k], own[:k], big_n, w, auto, iu, iv)
+                mean_a[:k, fa] = level
+                if corr is not None:
+                    cxx[:, fa] += corr
+            aff_index = (as_, aj, ap, mean_a[:k], cxx)
+        b = n.size
+        coef = _coefficients(core.f, big_n.reshape(b), mean_y.reshape(b), cy[:k].reshape(k, b)).reshape(e, *n.shape)
+        moments = _SharedMoments(k, big_n, core.mean, core.pooled, mean_y, cy, aff_index)
+        if aff_index is not None:
+            cells = aff_index[:3]
+            f = _factorise(big_n[cells], aff_index[3], aff_index[4], at_x, s["ridge"], present[cells[0]].T,
+                           s["min_samples"])
+            coef[:, cells[0], cells[1], cells[2]] = _coefficients(f, big_n[cells], mean_y[cells],
+                                                                  cy[:k, cells[0], cells[1], cells[2]])
+        return coef, moments
+
+    def _rows(self, core: _Core | None, z: np.ndarray, present: np.ndarray, rows: np.ndarray, refit: np.ndarray,
+              period: np.ndarray, s: dict[str, Any]) -> _Rows:
+        """The design rows ``rows`` forecast from the refits ``refit``: their features, and the
+        groups of the rows whose features are not all known (their sub-models' features
+        factored once from the core for every lead)."""
+        zr = z[:, rows]
+        known = np.isfinite(zr)
+        miss = ~known & present[:, None, :]
+        si, ni = np.nonzero(miss.any(axis=2))
+        cells = (si, refit[ni], period[rows][ni])
+        use = (present[si] & ~miss[si, ni]).T
+        f = None
+        if core is not None and si.size:
+            f = _factorise(core.big_n[cells], core.mean[:, cells[0], cells[1], cells[2]],
+                           core.pooled[:, cells[0], cells[1], cells[2]], _tri(z.shape[2])[2], s["ridge"], use,
+                           s["min_samples"])
+        return _Rows(np.where(known, zr, 0.0), refit, period[rows], si, ni, cells, use, f)
+
+    def _apply_cells(self, coef: np.ndarray, moments: _Moments | _SharedMoments, r: _Rows,
+                     s: dict[str, Any]) -> np.ndarray:
+        """Forecasts ``(Sb, n)`` of one lead at the rows ``r``: the full model where every feature
+        is known, else the sub-model without the missing ones, solved for that group only."""
+        c = coef[:, :, r.refit, r.period]  # (K+1, Sb, n)
+        if r.z.shape[2] == 0:
+            return c[0].copy()
+        val = c[0] + np.einsum("ksn,snk->sn", c[1:], r.z)
+        if r.si.size:
+            si, ni, cells = r.si, r.ni, r.cells
+            if r.f is not None and isinstance(moments, _SharedMoments):  # the core's factors, the lead's target
+                k = r.z.shape[2]
+                sub = _coefficients(r.f, moments.n[cells], moments.mean_y[cells],
+                                    moments.cy[:k, cells[0], cells[1], cells[2]])
+                own = moments.own(cells)
+                if own.any():
+                    sel = (cells[0][own], cells[1][own], cells[2][own])
+                    n_, mx, cxx = moments.features(*sel)
+                    f = _factorise(n_, mx, cxx, _tri(k)[2], s["ridge"], r.use[:, own], s["min_samples"])
+                    sub[:, own] = _coefficients(f, n_, moments.mean_y[sel], moments.cy[:k, sel[0], sel[1], sel[2]])
+            else:
+                sub = solve_moments(*moments.at(*cells), s["ridge"], r.use, s["min_samples"])
+            val[si, ni] = sub[0] + np.einsum("kn,nk->n", sub[1:], r.z[si, ni])
+        return val
 
     # -- parameters ----------------------------------------------------------------------
     def params(self) -> dict[str, Any]:

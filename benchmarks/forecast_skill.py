@@ -12,13 +12,28 @@ Datasets (``../shared/data/chirchik``, never copied into the repository):
   verification 1967 by a rolling origin refitted on the first of every month.
 
 Models: ``persistence``, ``climatology``, ``regression`` (the hydromets' per period-of-year
-regression on the last period's flow) and ``arx``, whose predictors, window, ridge and
-error correction are chosen by forward selection on an inner rolling-origin hindcast
-*inside the training years* (decades: issued 1961-1990, each fitted on the years before
-it from 1935; days: issued in 1966, monthly refits) scored by the mean over leads of the
-MSE relative to the regression's. The verification years are not looked at to choose
-anything. ``--no-select`` uses the selection's recorded result (``SELECTED``) instead of
-re-running it (about a minute).
+regression on the last period's flow), ``arx`` and ``blend``, chosen on the training years
+only (the verification years are not looked at to choose anything):
+
+* ``arx``: predictors, window, ridge and error correction by forward selection on an inner
+  rolling-origin hindcast *inside the training years* (decades: issued 1961-1990, each
+  fitted on the years before it from 1935; days: issued in 1966, monthly refits) scored by
+  the mean over leads of the MSE relative to the regression's (``select_predictors``);
+* ``arx_lead1`` (decades; a blend member, not shown alone): the same selection scored on
+  lead 1 only;
+* ``blend`` (decades): the weighted average of members among ``arx``, ``arx_lead1``,
+  ``regression`` and ``climatology``, weights per lead by non-negative least squares (or
+  inverse error variance, or equal) on the members' *out-of-sample* forecasts of the
+  ``years`` before each refit; the member set, the weighting and ``years`` chosen by the
+  blend's own rolling-origin hindcast issued 1971-1990 (``select_blend``; its weights need
+  the members' forecasts from 30 years before). Days: one training year leaves nothing to
+  choose or weigh a blend on; the blend of ``arx``, ``regression`` and ``persistence``
+  weighted on 1966 is shown for comparison only.
+
+The *selected* model of a series is the one with the lowest inner score among the
+regression, ``arx`` and the best blend (``select_blend``'s table, on the same inner issue
+times). ``--no-select`` uses the selection's recorded result (``SELECTED``) instead of
+re-running it (about two and a half minutes).
 
 Quantiles (0.05 ... 0.95) come from the empirical residual quantiles of the same hindcast
 run from 20 years (decades) / 1 year (days) before the verification, each refit using only
@@ -47,8 +62,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from watermon.forecast.base import Problem  # noqa: E402
 from watermon.forecast.dataset import load_chirchik, load_chirchik_daily  # noqa: E402
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
+from watermon.forecast.models.blend import select_blend  # noqa: E402
 
-MODELS = ("persistence", "climatology", "regression", "arx")
+MODELS = ("persistence", "climatology", "regression", "arx", "blend")
 METEO = ("38462", "38464", "38471")
 DECADE = {
     # station: upstream / neighbouring gauges offered to the selection
@@ -59,8 +75,10 @@ DECADE = {
 DAILY = {"16279": ("Charvak",), "Charvak": ("16279",)}
 DAILY_CANDIDATES = ["flow:2", "flow:3", "flow:5", "upstream:1", "upstream:2", "volume_since:10-01"]
 DAILY_GRID = {"window": [7, 15, 30], "ridge": [0.003, 0.01, 0.03, 0.1], "error_correction": [True, False]}
+BLEND_INNER_START = "1971-01-01"
+"""the blend's inner hindcast (its members' forecasts start ``years`` earlier, from 1941)"""
 
-SELECTED: dict[tuple[str, str], dict[str, Any]] = {
+_ARX = {
     # what select_predictors chose inside the training years (re-run without --no-select)
     ("decade", "16279"): {"predictors": ["flow:1", "precipitation_since:10-01", "temperature_mean:3",
                                          "volume_since:10-01", "temperature:1", "upstream:1"], "ridge": 0.03},
@@ -70,6 +88,45 @@ SELECTED: dict[tuple[str, str], dict[str, Any]] = {
                                          "temperature:1"], "ridge": 0.1, "error_correction": False},
     ("daily", "16279"): {"predictors": ["flow:1"], "ridge": 0.003},
     ("daily", "Charvak"): {"predictors": ["flow:1"], "ridge": 0.003},
+}
+_ARX_LEAD1 = {
+    # the same selection scored on lead 1 only (lead_weights 1, 0, 0)
+    "16279": {"predictors": ["flow:1", "temperature_mean:3", "precipitation_since:10-01", "temperature:1",
+                             "upstream:2", "volume_since:10-01"], "ridge": 0.003},
+    "16290": {"predictors": ["flow:2", "precipitation_since:10-01", "temperature_mean:3", "temperature:1",
+                             "precipitation:1"], "ridge": 0.1},
+    "16294": {"predictors": ["flow:2", "precipitation_since:10-01", "temperature_mean:3", "temperature:1",
+                             "upstream:2"], "ridge": 0.003},
+}
+
+
+def _member(label: str, station: str, step: str = "decade") -> dict[str, Any]:
+    if label == "arx":
+        return {"model": "arx", "options": _ARX[(step, station)]}
+    if label == "arx_lead1":
+        return {"model": "arx", "options": _ARX_LEAD1[station]}
+    return {"model": label, "options": {}}
+
+
+def _blend(station: str, members: tuple[str, ...], weights: str, years: int, step: str = "decade") -> dict[str, Any]:
+    return {"members": [_member(m, station, step) for m in members], "weights": weights, "years": years,
+            "min_cases": 30}
+
+
+SELECTED: dict[tuple[str, str], dict[str, Any]] = {
+    # per series: each model's options and the selected model ("model"); what select_predictors and
+    # select_blend chose inside the training years (re-run without --no-select)
+    ("decade", "16279"): {"arx": _ARX[("decade", "16279")], "model": "blend",
+                          "blend": _blend("16279", ("arx", "arx_lead1"), "nnls", 10)},
+    ("decade", "16290"): {"arx": _ARX[("decade", "16290")], "model": "blend",
+                          "blend": _blend("16290", ("arx", "arx_lead1", "regression"), "nnls", 30)},
+    ("decade", "16294"): {"arx": _ARX[("decade", "16294")], "model": "blend",
+                          "blend": _blend("16294", ("arx", "arx_lead1", "regression"), "nnls", 30)},
+    # days: not selected (one training year), shown for comparison
+    ("daily", "16279"): {"arx": _ARX[("daily", "16279")], "model": "arx",
+                         "blend": _blend("16279", ("arx", "regression", "persistence"), "nnls", 1, "daily")},
+    ("daily", "Charvak"): {"arx": _ARX[("daily", "Charvak")], "model": "arx",
+                           "blend": _blend("Charvak", ("arx", "regression", "persistence"), "nnls", 1, "daily")},
 }
 COLUMNS = [("rmse", "RMSE", "{:.1f}"), ("nse", "NSE", "{:.3f}"), ("kge", "KGE", "{:.3f}"),
            ("skill_persistence", "SS_pers", "{:+.3f}"), ("skill_climatology", "SS_clim", "{:+.3f}"),
@@ -89,8 +146,41 @@ class Case:
     calibration_years: int
     inner_start: str
     selection: dict[str, Any]
-    inner_score: float | None = None
-    """inner-CV MSE of arx relative to the regression (mean over leads; < 1: arx selected)"""
+    """options per model name and the selected model (``"model"``), as in ``SELECTED``"""
+    notes: list[str] = dataclasses.field(default_factory=list)
+    """how the selection went (with ``--select``)"""
+
+    @property
+    def selected(self) -> str:
+        return str(self.selection["model"])
+
+    def options(self, model: str) -> dict[str, Any]:
+        return dict(self.selection.get(model, {}))
+
+
+def _history(sel: Any) -> str:
+    return " ".join(f"{s} {v:.3f}" for s, v in sel.history)
+
+
+def select_decade(dec: xr.Dataset, p: Problem) -> tuple[dict[str, Any], list[str]]:
+    """ARX (all leads, lead 1) and the blend chosen on the training years; the selected model."""
+    kw = {"train_from": "1935-01-01"}
+    notes = []
+    t = time.perf_counter()
+    arx = select_predictors(dec, p, "1991-01-01", "1961-01-01", **kw)
+    notes.append(f"arx ({time.perf_counter() - t:.0f} s): {_history(arx)}")
+    t = time.perf_counter()
+    arx1 = select_predictors(dec, p, "1991-01-01", "1961-01-01", lead_weights=(1, 0, 0), **kw)
+    notes.append(f"arx_lead1 ({time.perf_counter() - t:.0f} s): {_history(arx1)}")
+    t = time.perf_counter()
+    members = {"arx": {"model": "arx", "options": arx.options}, "arx_lead1": {"model": "arx", "options": arx1.options},
+               "regression": "regression", "climatology": "climatology"}
+    bl = select_blend(dec.sel(time=slice("1935-01-01", None)), p, "1991-01-01", BLEND_INNER_START, members)
+    top = ", ".join(f"{lbl} {v:.4f}" for lbl, v in bl.table[:5])
+    notes.append(f"blend ({time.perf_counter() - t:.0f} s), inner MSE / regression's issued "
+                 f"{BLEND_INNER_START[:4]}-1990: {top}; arx alone {dict(bl.table)['arx']:.4f}")
+    inner = {"regression": 1.0, "arx": dict(bl.table)["arx"], "blend": bl.score}
+    return {"arx": arx.options, "blend": bl.options, "model": min(inner, key=inner.__getitem__)}, notes
 
 
 def cases(shared: Path, select: bool) -> list[Case]:
@@ -98,35 +188,37 @@ def cases(shared: Path, select: bool) -> list[Case]:
     dec = load_chirchik(shared / "chirchik")
     for station, upstream in DECADE.items():
         p = Problem(station, "decade", 3, upstream=upstream, meteo=METEO)
+        notes: list[str] = []
+        selection = SELECTED[("decade", station)]
         if select:
-            t = time.perf_counter()
-            sel = select_predictors(dec, p, "1991-01-01", "1961-01-01", train_from="1935-01-01")
-            print(f"# selection decade {station} ({time.perf_counter() - t:.0f} s): "
-                  + " ".join(f"{s} {v:.3f}" for s, v in sel.history), flush=True)
-            options, inner = sel.options, sel.score
-        else:
-            options, inner = SELECTED[("decade", station)], None
+            selection, notes = select_decade(dec, p)
+            for n in notes:
+                print(f"# selection decade {station} {n}", flush=True)
         out.append(Case(f"decade {station}", dec, p, "1991-01-01", "2016-01-01", "1935-01-01", "yearly", 20,
-                        "1961-01-01", options, inner))
+                        "1961-01-01", selection, notes))
     day = load_chirchik_daily(shared / "chirchik")
     for station, upstream in DAILY.items():
         p = Problem(station, "daily", 3, upstream=upstream)
+        selection = dict(SELECTED[("daily", station)])
+        notes = []
         if select:
             sel = select_predictors(day, p, "1967-01-01", "1966-01-01", refit="monthly",
                                     candidates=DAILY_CANDIDATES, grid=DAILY_GRID)
-            print(f"# selection daily {station}: " + " ".join(f"{s} {v:.3f}" for s, v in sel.history), flush=True)
-            options, inner = sel.options, sel.score
-        else:
-            options, inner = SELECTED[("daily", station)], None
+            notes.append(f"arx: {_history(sel)}")
+            print(f"# selection daily {station} {notes[-1]}", flush=True)
+            selection["arx"] = sel.options
+            selection["blend"] = {**selection["blend"], "members": [
+                {"model": "arx", "options": sel.options}, *selection["blend"]["members"][1:]]}
+            selection["model"] = "arx" if sel.score < 1 else "regression"
         out.append(Case(f"daily {station}", day, p, "1967-01-01", None, None, "monthly", 1, "1966-01-01",
-                        options, inner))
+                        selection, notes))
     return out
 
 
 def run(case: Case) -> tuple[dict[str, Hindcast], dict[str, xr.Dataset]]:
     hc: dict[str, Hindcast] = {}
     for m in MODELS:
-        problem = dataclasses.replace(case.problem, options=case.selection if m == "arx" else {})
+        problem = dataclasses.replace(case.problem, options=case.options(m))
         hc[m] = hindcast(m, case.data, problem, case.verify_from, case.verify_to, refit=case.refit,
                          calibration_years=case.calibration_years, train_from=case.train_from)
     scores = {m: score(h, hc["persistence"], hc["climatology"]) for m, h in hc.items()}
@@ -148,14 +240,19 @@ def checks(scores: dict[str, xr.Dataset], selected: str, target: bool) -> list[s
     return lines
 
 
-def table(case: Case, scores: dict[str, xr.Dataset], markdown: bool) -> str:
-    head = ["model", "lead", *[c[1] for c in COLUMNS]]
+def _rows(case: Case, scores: dict[str, xr.Dataset]) -> list[list[str]]:
     rows = []
     for m in MODELS:
         for k in scores[m].lead.values:
             r = scores[m].sel(lead=k)
-            rows.append([m + (" *" if m == "arx" else ""), str(int(k)),
+            rows.append([m + (" *" if m == case.selected else ""), str(int(k)),
                          *[fmt.format(float(r[v])) for v, _, fmt in COLUMNS]])
+    return rows
+
+
+def table(case: Case, scores: dict[str, xr.Dataset], markdown: bool) -> str:
+    head = ["model", "lead", *[c[1] for c in COLUMNS]]
+    rows = _rows(case, scores)
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -165,24 +262,22 @@ def table(case: Case, scores: dict[str, xr.Dataset], markdown: bool) -> str:
     return "\n".join([fmt.format(*head), *(fmt.format(*r) for r in rows)])
 
 
+README_COLUMNS = [("rmse", "RMSE", "{:.1f}"), ("nse", "NSE", "{:.3f}"), ("kge", "KGE", "{:.3f}"),
+                  ("s_sigma_delta", "S/σΔ", "{:.3f}"), ("p_within", "P", "{:.2f}"), ("crps", "CRPS", "{:.1f}"),
+                  ("coverage", "90 % cov.", "{:.2f}")]
+README_HEAD = "| series | lead | model | " + " | ".join(c[1] for c in README_COLUMNS) + " |"
+
+
 def readme_rows(case: Case, scores: dict[str, xr.Dataset]) -> list[str]:
-    """One Markdown row per lead: every model's RMSE and S/sigma_delta, and the ARX's other scores."""
+    """Markdown rows per lead and model: every model side by side (the selected one marked \\*)."""
     out = []
     for k in scores["arx"].lead.values:
-        g = {m: scores[m].sel(lead=k) for m in MODELS}
-        a = g["arx"]
-        cells = [case.label, str(int(k)),
-                 *[f"{float(g[m].rmse):.1f}" for m in MODELS],
-                 *[f"{float(g[m].s_sigma_delta):.2f}" for m in ("regression", "arx")],
-                 f"{float(a.nse):.3f}", f"{float(a.kge):.3f}", f"{float(a.skill_persistence):+.2f}",
-                 f"{float(a.skill_climatology):+.2f}", f"{float(a.p_within):.2f}", f"{float(a.coverage):.2f}"]
-        out.append("| " + " | ".join(cells) + " |")
+        for m in MODELS:
+            r = scores[m].sel(lead=k)
+            cells = [case.label, str(int(k)), m + (" \\*" if m == case.selected else ""),
+                     *[fmt.format(float(r[v])) for v, _, fmt in README_COLUMNS]]
+            out.append("| " + " | ".join(cells) + " |")
     return out
-
-
-README_HEAD = ("| series | lead | RMSE pers. | RMSE clim. | RMSE regr. | RMSE ARX | S/σΔ regr. | S/σΔ ARX | NSE ARX "
-               "| KGE ARX | skill vs pers. | skill vs clim. | P ARX | 90 % cov. ARX |\n"
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main() -> int:
@@ -206,17 +301,25 @@ def main() -> int:
         print(f"\n## {case.label}: leads 1-{p.leads} {unit}, verified {case.verify_from[:4]}"
               f"{'-' + str(int(case.verify_to[:4]) - 1) if case.verify_to else ''} ({n} issue times, refit "
               f"{case.refit}), trained from {case.train_from[:4] if case.train_from else 'the start'}\n")
-        print(f"arx options: {case.selection}\n")
+        print(f"arx options: {case.options('arx')}")
+        b = case.options("blend")
+        members = ", ".join(f"{m['model']}{'' if not m.get('options') else ' ' + str(m['options'])}"
+                            for m in b["members"])
+        weights = hc["blend"].params.get("members", [])
+        print(f"blend options: weights {b['weights']}, years {b['years']}; members: {members}")
+        if weights:
+            print("blend weights of the last refit (per lead): "
+                  + "; ".join(f"{m['model']} {m['weight']}" for m in weights))
+        print()
         print(table(case, scores, args.markdown))
-        selected = "arx" if case.inner_score is None or case.inner_score < 1 else "regression"
-        why = ("recorded selection" if case.inner_score is None else
-               f"inner-CV MSE on the training years {case.inner_score:.3f} x the regression's")
-        print(f"\nselected: {selected} ({why})")
-        for line in checks(scores, selected, p.step == "decade"):
+        why = "recorded selection" if not case.notes else "lowest inner score on the training years"
+        print(f"\nselected: {case.selected} ({why}; marked *)")
+        for line in checks(scores, case.selected, p.step == "decade"):
             print(f"- {line}")
     if args.readme:
         print("\n## summary (README)\n")
         print(README_HEAD)
+        print("|" + "|".join("---" for _ in README_HEAD.strip("|").split("|")) + "|")
         print("\n".join(summary))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
     return 0

@@ -2,10 +2,11 @@
 
 Decade means of 16279 (Chatkal), 16290 (Pskem) and 16294 (Charvak inflow): models fitted on
 1935-1990, verified 1991-2015 by a rolling-origin hindcast refitted every 1 January, leads
-1-3. The ARX configurations are what ``select_predictors`` chose by an inner hindcast on
-the training years only (recorded in ``benchmarks/forecast_skill.py``; one is re-derived
-here). s/sigma_delta: S = RMS error (n - 1), sigma_delta = standard deviation of
-Q(t0 + lead - 1) - Q(t0 - 1), the change since the last period observed before the issue.
+1-3. The ARX configurations are what ``select_predictors`` chose, and the blends what
+``select_blend`` chose, by inner hindcasts on the training years only (recorded in
+``benchmarks/forecast_skill.py``; re-derived here for 16294). s/sigma_delta: S = RMS error
+(n - 1), sigma_delta = standard deviation of Q(t0 + lead - 1) - Q(t0 - 1), the change since
+the last period observed before the issue.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import pytest
 
 from watermon.forecast.base import Problem
 from watermon.forecast.dataset import load_chirchik, load_chirchik_daily
-from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors
+from watermon.forecast.hindcast import Hindcast, hindcast, issue_times, score, select_predictors
+from watermon.forecast.metrics import s_over_sigma_delta
+from watermon.forecast.models import ARX
+from watermon.forecast.models.blend import select_blend
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("persistence", "climatology", "regression", "arx")
 
 
 def _benchmark():
@@ -36,6 +39,8 @@ def _benchmark():
 
 
 BENCH = _benchmark()
+MODELS = BENCH.MODELS
+STATIONS = ("16279", "16290", "16294")
 
 
 @pytest.fixture(scope="module")
@@ -69,44 +74,74 @@ def run(data, station: str, step: str = "decade") -> dict[str, Hindcast]:
         p = Problem(station, "daily", 3, upstream=BENCH.DAILY[station])
         kw = {"start": "1967-01-01", "refit": "monthly", "calibration_years": 1}
     opts = BENCH.SELECTED[(step, station)]
-    return {m: hindcast(m, data, dataclasses.replace(p, options=opts if m == "arx" else {}), **kw) for m in MODELS}
+    return {m: hindcast(m, data, dataclasses.replace(p, options=opts.get(m, {})), **kw) for m in MODELS}
 
 
 @pytest.fixture(scope="module")
 def decade_scores(decades):
     out = {}
-    for station in ("16279", "16290", "16294"):
+    for station in STATIONS:
         hc = run(decades, station)
         out[station] = {m: score(h, hc["persistence"], hc["climatology"]) for m, h in hc.items()}
     return out
 
 
-@pytest.mark.parametrize("station", ["16279", "16290", "16294"])
-def test_selected_model_beats_the_references(decade_scores, station: str) -> None:
+def _lead1(decade_scores, model: str, metric: str = "s_sigma_delta") -> list[float]:
+    return [round(float(decade_scores[st][model][metric].sel(lead=1)), 3) for st in STATIONS]
+
+
+@pytest.mark.parametrize("station", STATIONS)
+@pytest.mark.parametrize("model", ["arx", "blend"])
+def test_models_beat_the_references(decade_scores, station: str, model: str) -> None:
     s = decade_scores[station]
-    arx = s["arx"]
-    assert int(arx.n.sel(lead=1)) > 850  # 25 years x 36 decades, a few missing
+    ours = s[model]
+    assert BENCH.SELECTED[("decade", station)]["model"] == "blend"  # the selection's choice on the training years
+    assert int(ours.n.sel(lead=1)) > 850  # 25 years x 36 decades, a few missing
     for ref in ("persistence", "climatology"):
-        assert (arx.rmse < s[ref].rmse).all(), (ref, arx.rmse.values, s[ref].rmse.values)
-    assert float(arx.rmse.sel(lead=1)) < float(s["regression"].rmse.sel(lead=1))
-    assert (arx.skill_persistence > 0.5).all() and (arx.skill_climatology > 0.4).all()
-    cov = arx.coverage.values
+        assert (ours.rmse < s[ref].rmse).all(), (ref, ours.rmse.values, s[ref].rmse.values)
+    assert float(ours.rmse.sel(lead=1)) < float(s["regression"].rmse.sel(lead=1))
+    assert (ours.skill_persistence > 0.5).all() and (ours.skill_climatology > 0.4).all()
+    cov = ours.coverage.values
     assert ((cov > 0.85) & (cov < 0.95)).all(), cov
 
 
-@pytest.mark.parametrize("station", ["16279", "16290", "16294"])
-@pytest.mark.xfail(strict=True, reason="not reached: ARX s/sigma_delta at lead 1 on 1991-2015 is 0.660 (16279), "
-                   "0.668 (16290), 0.657 (16294); the operational regression's 0.755, 0.688, 0.731")
+def test_recorded_lead_1_figures(decade_scores) -> None:
+    """The figures the README and the report quote (16279, 16290, 16294)."""
+    assert _lead1(decade_scores, "regression") == [0.755, 0.688, 0.731]
+    assert _lead1(decade_scores, "arx") == [0.660, 0.668, 0.657]
+    assert _lead1(decade_scores, "blend") == [0.662, 0.644, 0.652]
+
+
+@pytest.mark.parametrize("station", STATIONS)
+@pytest.mark.xfail(strict=True, reason="not reached: the selected blend's s/sigma_delta at lead 1 on 1991-2015 is "
+                   "0.662 (16279), 0.644 (16290), 0.652 (16294); ARX alone 0.660, 0.668, 0.657; the operational "
+                   "regression's 0.755, 0.688, 0.731 (see test_the_target_is_beyond_an_in_sample_fit)")
 def test_s_over_sigma_delta_target_at_lead_1(decade_scores, station: str) -> None:
-    assert float(decade_scores[station]["arx"].s_sigma_delta.sel(lead=1)) <= 0.6
+    assert float(decade_scores[station]["blend"].s_sigma_delta.sel(lead=1)) <= 0.6
 
 
-@pytest.mark.parametrize("station", ["16279", "16290", "16294"])
+@pytest.mark.parametrize("station", STATIONS)
 def test_s_over_sigma_delta_is_satisfactory(decade_scores, station: str) -> None:
     """What is reached: satisfactory by the Nastavlenie (<= 0.80) and well below the regression's."""
     s = decade_scores[station]
-    ours, theirs = (float(s[m].s_sigma_delta.sel(lead=1)) for m in ("arx", "regression"))
-    assert ours <= 0.67 and ours < theirs
+    ours, theirs = (float(s[m].s_sigma_delta.sel(lead=1)) for m in ("blend", "regression"))
+    assert ours <= 0.665 and ours < theirs
+
+
+def test_the_target_is_beyond_an_in_sample_fit(decades) -> None:
+    """Why 0.6 is not reached: the ARX *fitted on the verification years themselves* (1935-2015, a
+    look-ahead no forecast can have) still has a lead-1 S/sigma_delta above 0.6 on 1991-2015; the
+    unknown weather of the forecast decade is what is left (with the target decade's temperature and
+    precipitation given as predictors, an oracle, it would be 0.59 / 0.61 / 0.55)."""
+    data = decades.sel(time=slice("1935-01-01", None))
+    issues = issue_times(data, "1991-01-01", "2016-01-01")
+    pos = np.searchsorted(data.time.values, issues)
+    for station in STATIONS:
+        p = Problem(station, "decade", 1, upstream=BENCH.DECADE[station], meteo=BENCH.METEO,
+                    options=BENCH.SELECTED[("decade", station)]["arx"])
+        fc = ARX().fit(data, p, np.datetime64("2016-01-01")).predict(data, p, issues).values[:, 0]
+        q = data.discharge.sel(station=station).values
+        assert 0.61 < float(s_over_sigma_delta(q[pos], fc, q[pos - 1])) < 0.63
 
 
 @pytest.mark.parametrize("station", ["16279", "Charvak"])
@@ -116,11 +151,22 @@ def test_daily_series(days, station: str) -> None:
     for ref in ("persistence", "climatology"):
         assert (s["arx"].rmse < s[ref].rmse).all()
     assert float(s["arx"].rmse.sel(lead=1)) < float(s["regression"].rmse.sel(lead=1))
+    assert np.isfinite(s["blend"].rmse).all()  # shown for comparison, not selected (one training year)
+
+
+def test_blend_selection_is_reproduced_on_the_training_years(decades) -> None:
+    p = Problem("16294", "decade", 3, upstream=BENCH.DECADE["16294"], meteo=BENCH.METEO)
+    members = {label: BENCH._member(label, "16294") for label in ("arx", "arx_lead1", "regression", "climatology")}
+    sel = select_blend(decades.sel(time=slice("1935-01-01", None)), p, "1991-01-01", BENCH.BLEND_INNER_START, members)
+    assert sel.options == BENCH.SELECTED[("decade", "16294")]["blend"]
+    assert sel.best.startswith("nnls 30") and sel.score < dict(sel.table)["arx"] < 1
 
 
 @pytest.mark.slow
 def test_predictor_selection_is_reproduced_on_the_training_years(decades) -> None:
     p = Problem("16294", "decade", 3, upstream=BENCH.DECADE["16294"], meteo=BENCH.METEO)
     sel = select_predictors(decades, p, "1991-01-01", "1961-01-01", train_from="1935-01-01")
-    assert sel.options == BENCH.SELECTED[("decade", "16294")]
+    assert sel.options == BENCH.SELECTED[("decade", "16294")]["arx"]
     assert sel.score < 0.6  # inner-CV MSE relative to the operational regression
+    lead1 = select_predictors(decades, p, "1991-01-01", "1961-01-01", train_from="1935-01-01", lead_weights=(1, 0, 0))
+    assert lead1.options == BENCH.SELECTED[("decade", "16294")]["blend"]["members"][1]["options"]

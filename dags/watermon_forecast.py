@@ -21,7 +21,9 @@ DOC = """\
 
 Runs daily at 04:15 UTC (after the agencies' 08:00 local readings have arrived and been
 checked) and on every event of the quality-control asset `{qc}`, so a late delivery
-updates the forecast. One run forecasts every station of `config/forecast.yaml` with its
+updates the forecast. The issue time is the run's logical date (the 04:15 tick, or the
+date given to a manual run: a forecast can be re-issued as of a past morning); an
+asset-triggered run issues at the time it runs. One run forecasts every station of `config/forecast.yaml` with its
 configured model from the checked observations before the issue time, stores each
 station's model, parameters and quantiles with the run (issue time, data cut-off, the
 last batch and QC run it saw, configuration sha256, code version), and emits an event on
@@ -58,7 +60,10 @@ def watermon_forecast():
         from watermon.orchestration.tasks import forecast
 
         context = get_current_context()
-        summary = forecast(trigger=f"airflow:{context['dag_run'].run_id}"[:200])
+        # the schedule's tick (or a manual run's logical date) is the issue time: a late or
+        # re-run forecast reads what was known then; asset-triggered runs issue now
+        summary = forecast(trigger=f"airflow:{context['dag_run'].run_id}"[:200],
+                           issue_time=context.get("logical_date"))
         context["outlet_events"][FORECASTS].extra = summary
         return summary
 

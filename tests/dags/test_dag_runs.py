@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from watermon.config import load_config
 from watermon.db.engine import make_engine
 from watermon.db.schema import Observation, QcFlag, Series, Station
 from watermon.demo.generator import generate
-from watermon.orchestration.layout import MAINTENANCE_DAG_ID, QC_DAG_ID, sources
+from watermon.orchestration.layout import FORECAST_DAG_ID, MAINTENANCE_DAG_ID, QC_DAG_ID, sources
 
 
 def _run(dag_file: str, dag_id: str, **kwargs):
@@ -125,6 +126,72 @@ def test_unreadable_file_fails_the_check_but_the_rest_lands(airflow_db: Path, wa
     assert _task_states(dr) == {"ingest_inbox": "success", "check": "failed"}
     assert (inbox / "processed" / "a.csv").exists()
     assert "header lacks column(s)" in (inbox / "failed" / "b.csv.reason.txt").read_text()
+
+
+def test_forecast_then_alerts_dags_issue_store_evaluate_and_deliver(airflow_db: Path, watermon_env: Path,
+                                                                     tmp_path: Path, monkeypatch) -> None:
+    """The morning forecast as of its logical date, then an alerts run delivering to two live receivers."""
+    from watermon.alerts import signing
+    from watermon.alerts.delivery import secret_env_var, sync_endpoints
+    from watermon.alerts.receiver import ReceiverServer, ReceiverStore
+    from watermon.db.schema import Alert, AlertEvent, Delivery, ForecastRun
+    from watermon.ingest.inbox import process_inbox
+    from watermon.qc.service import run_qc
+
+    config = load_config(ROOT / "config")
+    engine = make_engine(os.environ["WATERMON_DB_URL"])
+    generate(config, watermon_env)
+    for src in config.sources:
+        assert all(r.status != "failed" for r in process_inbox(engine, config, src.id, watermon_env))
+    run_qc(engine, config)
+
+    before = len(_asset_events(airflow_db, "watermon://forecast/"))
+    issue = datetime(2026, 8, 21, 4, 15, tzinfo=timezone.utc)
+    dr = _run("watermon_forecast.py", FORECAST_DAG_ID, logical_date=issue)
+    assert _task_states(dr) == {"forecast": "success"}
+    (event,) = _asset_events(airflow_db, "watermon://forecast/")[before:]
+    assert event["issue_time"] == issue.isoformat()
+    assert sorted(event["stations"]) == sorted(e.station for e in config.forecast.stations)
+    with engine.connect() as conn:
+        run = conn.execute(select(ForecastRun)).one()
+        latest = conn.execute(text("SELECT count(*) FROM forecast_latest")).scalar_one()
+    assert run.id == event["run_id"] and run.status == "done" and run.trigger.startswith("airflow:")
+    assert run.data_cutoff < issue and latest == sum(e.leads for e in config.forecast.stations)
+
+    # Two ministries' receivers on loopback; the configuration points the endpoints at them.
+    servers = {}
+    for ep in config.webhooks.endpoints:
+        secret = signing.new_secret()
+        monkeypatch.setenv(secret_env_var(ep.id), secret)
+        servers[ep.id] = ReceiverServer(ReceiverStore(tmp_path / f"{ep.id}.db"), [secret])
+        servers[ep.id].start()
+    cfg_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg_dir)
+    text_ = (cfg_dir / "webhooks.yaml").read_text()
+    for ep in config.webhooks.endpoints:
+        text_ = text_.replace(ep.url, servers[ep.id].url)
+    (cfg_dir / "webhooks.yaml").write_text(text_)
+    monkeypatch.setenv("WATERMON_CONFIG", str(cfg_dir))
+    with engine.begin() as conn:
+        sync_endpoints(conn, load_config(cfg_dir))
+    try:
+        dr = _run("watermon_alerts.py", "watermon_alerts", run_conf={"run_seconds": 3})
+        assert _task_states(dr) == {"evaluate": "success", "deliver": "success"}
+        with engine.connect() as conn:
+            n_events = conn.execute(select(func.count()).select_from(AlertEvent)).scalar_one()
+            kinds = set(conn.execute(select(Alert.kind)).scalars())
+            states = Counter(conn.execute(select(Delivery.status)).scalars())
+            per_endpoint = dict(conn.execute(select(Delivery.endpoint_id, func.count()).group_by(Delivery.endpoint_id)).all())
+        held = {ep: s.store.counts() for ep, s in servers.items()}
+    finally:
+        for s in servers.values():
+            s.stop()
+            s.store.close()
+        engine.dispose()
+    # evaluated "now", months after the demo season: the stations have gone silent
+    assert n_events > 0 and "outage" in kinds
+    assert set(states) == {"delivered"} and per_endpoint.keys() == servers.keys()
+    assert {ep: h["alerts"] for ep, h in held.items()} == per_endpoint
 
 
 @pytest.fixture

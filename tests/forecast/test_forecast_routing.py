@@ -580,3 +580,30 @@ def test_models_are_registered() -> None:
     assert MODELS["lag"] is LagRouting
     assert MODELS["reservoir"] is ReservoirBalance
     assert "last_value" not in MODELS and LastValue.name == "last_value"
+
+
+def test_network_is_selectable_per_station_and_reads_only_what_is_above(config: BasinConfig,
+                                                                       demo_season: xr.Dataset) -> None:
+    data, until = demo_season, np.datetime64("2026-06-15", "ns")
+    issues = data.time.values[(data.time.values >= until)][:40]
+    parts = {"11250": {"gain": True}}
+    model = MODELS["network"]()
+    problem = Problem("11250", "daily", 5, options={"basin": config, "parts": parts})
+    got = model.fit(data, problem, until).predict(data, problem, issues)
+    whole = NetworkForecast.from_config(config, step="daily", leads=5, options=parts).fit(data, until)
+    expected = whole.predict(data, issues)["discharge"].sel(station="11250")
+    assert got.dims == ("issue_time", "lead") and np.isfinite(got.values).all()
+    np.testing.assert_allclose(got.values, expected.values, rtol=1e-12)
+
+    # Chinaz (16275) needs the Chirchik above it only: neither Chardara nor the Keles
+    level = Problem("CHARVAK", "daily", 3, variable="reservoir_level", options={"basin": config})
+    charvak = MODELS["network"]().fit(data, level, until)
+    assert set(charvak.net.nodes) == {"16279", "16290", "16298", "CHARVAK"}
+    assert np.isfinite(charvak.predict(data, level, issues).values).all()
+    sub = MODELS["network"]().fit(data, Problem("16275", "daily", 3, options={"basin": config}), until)
+    assert set(sub.net.nodes) == {"16279", "16290", "16298", "CHARVAK", "16275"}
+
+    with pytest.raises(ValueError, match="option `basin`"):
+        MODELS["network"]().fit(data, Problem("11250", "daily", 5), until)
+    with pytest.raises(ValueError, match="unknown options"):
+        MODELS["network"]().fit(data, Problem("11250", "daily", 5, options={"basin": config, "gain": 1}), until)

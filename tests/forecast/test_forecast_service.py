@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,25 @@ def test_inputs_are_period_means_before_the_issue_only(season, config) -> None:
     np.testing.assert_array_equal(same, data["discharge"].sel(station="16275").values)
 
 
+def test_a_run_issued_mid_day_sees_only_the_readings_before_it(season, config) -> None:
+    issue_time = ISSUE - timedelta(hours=13)  # 11:00 on the last observed day
+    wanted = [("16275", "discharge")]
+    issue = issue_label(issue_time, "daily")
+    with season.connect() as conn:
+        seen = load_inputs(conn, config, wanted, "daily", issue, observed_before=issue_time)
+        whole = load_inputs(conn, config, wanted, "daily", issue)
+    assert issue == np.datetime64("2026-08-21") and seen["time"].values[-1] == whole["time"].values[-1]
+    assert seen.attrs["data_cutoff"] < issue_time <= whole.attrs["data_cutoff"]
+    # the day of issue is a mean of its morning only, the days before it are whole
+    today = lambda ds: float(ds["discharge"].sel(station="16275").values[-1])  # noqa: E731
+    assert today(seen) != today(whole)
+    np.testing.assert_array_equal(seen["discharge"].values[:, :-1], whole["discharge"].values[:, :-1])
+    run = run_forecast(season, config, issue_time=issue_time, stations=["16275"])
+    with season.connect() as conn:
+        stored = conn.execute(select(ForecastRun.data_cutoff).where(ForecastRun.id == run.run_id)).scalar_one()
+    assert stored.replace(tzinfo=timezone.utc) == seen.attrs["data_cutoff"]
+
+
 def test_run_stores_every_station_with_ordered_quantiles(season, config) -> None:
     run = run_forecast(season, config, issue_time=ISSUE)
     assert sorted(run.stations) == sorted(e.station for e in config.forecast.stations)
@@ -62,7 +81,7 @@ def test_run_stores_every_station_with_ordered_quantiles(season, config) -> None
     assert charvak[0]["valid_time"] == ISSUE and abs(charvak[0]["median"] - charvak[0]["last_observed"]) < 1.0
     ds = product(rows, config, step="daily", variable="discharge")
     assert ds["forecast"].dims == ("station", "issue_time", "lead", "quantile")
-    assert set(ds["station"].values) == {"16275", "11242"} and float(ds["danger"].sel(station="16275")) == 1100
+    assert set(ds["station"].values) == {"16275", "11242", "11250"} and float(ds["danger"].sel(station="16275")) == 1100
 
 
 def test_a_failed_run_is_recorded_and_shows_nowhere(season, config) -> None:

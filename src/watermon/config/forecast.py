@@ -66,3 +66,9 @@ class ForecastConfig(_Strict):
     stations: tuple[StationForecast, ...] = ()
     rating: Rating = Rating()
     hindcast: Hindcast | None = None
+    refit: Literal["yearly", "monthly"] = Field(
+        "yearly", description="how often rolling-origin hindcasts refit a model: every 1 January (as the "
+                              "hydromets recalibrate), or every month (short records)")
+    calibration_years: int = Field(
+        5, ge=1, le=50, description="years of the model's own out-of-sample errors (a hindcast before the "
+                                    "issue time) that size a forecast's quantiles")

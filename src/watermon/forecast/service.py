@@ -4,8 +4,12 @@ Inputs are the stored observations with their QC levels (suspect, bad and missin
 values are left out) as period means of each station's step: a stored period mean
 (the archive's decade means) is taken as it is; readings and daily means are
 resampled. Only values before the issue time are read. Quantiles come from the
-model's own errors: an inner hindcast over the last training years gives, per lead,
-the empirical quantiles of log(observed / forecast), applied to the forecast median.
+model's own errors: a rolling-origin hindcast over the last ``calibration_years``
+before the issue time gives, per lead and period of the year, the empirical quantiles
+of its errors (log ratios for flows and volumes, differences for levels), applied to
+the forecast median (:class:`~watermon.forecast.uncertainty.ResidualQuantiles`).
+``verify`` scores the same hindcast, with the same quantiles, over the configured
+window (:mod:`watermon.forecast.hindcast`).
 """
 
 from __future__ import annotations
@@ -19,22 +23,22 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 
 import watermon
 from watermon.config import BasinConfig
 from watermon.config.forecast import StationForecast as Entry
-from watermon.db.schema import Observation
 from watermon.forecast import dataset as D
+from watermon.forecast import hindcast as H
 from watermon.forecast.base import QUANTILES, Problem
 from watermon.forecast.store import RunInfo, StationForecast, fail_run, finish_run, start_run
+from watermon.forecast.uncertainty import ResidualQuantiles
 from watermon.periods import Aggregation
 from watermon.qc.store import effective_levels, load_series, series_refs, to_datetime
 
 log = logging.getLogger(__name__)
 
-INNER_ISSUES = {"daily": 120, "pentad": 72, "decade": 72}
-"""issue times of the inner hindcast that sizes the quantiles"""
+RESERVOIR_VARIABLES = ("reservoir_level", "reservoir_volume", "reservoir_inflow", "reservoir_release")
 
 
 def config_digest(config: BasinConfig) -> str:
@@ -52,22 +56,39 @@ def issue_label(issue_time: datetime, step: str) -> np.datetime64:
 
 
 def _needed(config: BasinConfig, entry: Entry) -> list[tuple[str, str]]:
-    """The series a station's model may read: its own, its upstream flows (a reservoir's release), meteo."""
+    """The series a station's models may read: its own, its upstream flows (a reservoir's release), meteo;
+    for the network model every station above it."""
     out = [(entry.station, entry.variable)]
+    if "network" in (entry.model, *entry.compare):
+        from watermon.forecast.models.network import upstream_closure
+
+        for code in sorted(upstream_closure(config, entry.station)):
+            if config.station(code).kind == "reservoir":
+                out += [(code, v) for v in RESERVOIR_VARIABLES]
+            elif not config.station(code).derived_from:
+                out.append((code, "discharge"))
     for code in entry.upstream:
         out.append((code, "reservoir_release" if config.station(code).kind == "reservoir" else "discharge"))
     for code in entry.meteo:
         out += [(code, "precipitation"), (code, "air_temperature")]
     if entry.model == "reservoir":
-        out += [(entry.station, v) for v in ("reservoir_inflow", "reservoir_release", "reservoir_volume",
-                                            "reservoir_level") if v != entry.variable]
+        out += [(entry.station, v) for v in RESERVOIR_VARIABLES]
     return list(dict.fromkeys(out))
 
 
 def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[str, str]], step: str,
-                before: np.datetime64) -> xr.Dataset:
-    """Period means of the wanted (station, variable) series from the database, before ``before``."""
-    end = to_datetime(np.datetime64(before, "s")) - timedelta(seconds=1)
+                before: np.datetime64, *, observed_before: datetime | None = None) -> xr.Dataset:
+    """Period means of the wanted (station, variable) series from the database, before ``before``.
+
+    ``observed_before`` (the issue time) bounds the readings themselves, so a run issued
+    mid-period sees that period only as far as it had been observed, and a re-run of a past
+    issue time sees what the original saw. ``attrs["data_cutoff"]`` is the newest reading read.
+    """
+    end = to_datetime(np.datetime64(before, "s"))
+    if observed_before is not None:
+        end = min(end, observed_before)
+    end -= timedelta(microseconds=1)
+    cutoff: datetime | None = None
     refs = series_refs(conn)
     by_key: dict[tuple[str, str], list[Any]] = {}
     for r in refs.values():
@@ -82,6 +103,8 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
             data = load_series(conn, ref, end=end)
             if data.times.size == 0:
                 continue
+            newest = to_datetime(data.times[-1])
+            cutoff = newest if cutoff is None else max(cutoff, newest)
             levels = effective_levels(conn, data)
             ok = D.accepted_mask(levels)
             if ref.aggregation.period == step:  # a stored period mean: as it is
@@ -118,13 +141,17 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
         idx = np.searchsorted(grid, t)
         ok = (idx < grid.size) & (grid[np.minimum(idx, grid.size - 1)] == t)
         arrays[v][stations.index(s), idx[ok]] = vals[ok]
-    return D.build_dataset(arrays, stations, grid, step)  # type: ignore[arg-type]
+    ds = D.build_dataset(arrays, stations, grid, step)  # type: ignore[arg-type]
+    ds.attrs["data_cutoff"] = cutoff
+    return ds
 
 
 def problem_for(config: BasinConfig, entry: Entry, model_name: str | None = None) -> Problem:
     """The station's problem for its model (a comparison model gets no options: they are the model's)."""
     model_name = model_name or entry.model
     options = dict(entry.options) if model_name == entry.model else {}
+    if model_name == "network":
+        options["basin"] = config
     if model_name == "reservoir":
         res = next((r for r in config.reservoirs if r.station == entry.station), None)
         if res is not None:
@@ -133,57 +160,58 @@ def problem_for(config: BasinConfig, entry: Entry, model_name: str | None = None
                    upstream=entry.upstream, meteo=entry.meteo, options=options)
 
 
-def make_model(name: str) -> Any:
-    from watermon.forecast.models import MODELS
-
-    return MODELS[name]()
-
-
 RATIO_VARIABLES = ("discharge", "reservoir_inflow", "reservoir_release", "reservoir_volume", "precipitation")
 """variables whose errors scale with their size: quantiles of log ratios; others of differences"""
 
+MIN_TRAIN = {"daily": 60, "pentad": 24, "decade": 12}
+"""periods of data a model is given before the first forecast of a hindcast"""
 
-def residual_quantiles(model_name: str, data: xr.Dataset, problem: Problem, issue: np.datetime64,
-                       quantiles: tuple[float, ...] = QUANTILES) -> tuple[np.ndarray, dict[str, Any]]:
-    """Per lead, quantiles of the errors of an inner hindcast before ``issue``, median-centred.
 
-    Errors are log(observed / forecast) for flows and volumes, observed - forecast for
-    levels.
-    The inner hindcast fits once on the data before its first issue time and forecasts
-    every later period before ``issue``: no value at or after ``issue`` is touched.
+def quantile_options(variable: str) -> dict[str, Any]:
+    if variable in RATIO_VARIABLES:
+        return {"space": "log"}
+    return {"space": "additive", "clip_min": None}
+
+
+def hindcast_start(data: xr.Dataset, step: str, earliest: np.datetime64) -> np.datetime64:
+    """The first issue time of a hindcast: not before ``earliest``, nor before a model has data to fit."""
+    times = data["time"].values
+    return max(np.datetime64(earliest, "ns"), times[min(MIN_TRAIN[step], times.size - 1)])
+
+
+def forecast_quantiles(config: BasinConfig, entry: Entry, problem: Problem, data: xr.Dataset, issue: np.datetime64,
+                       median: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Quantiles around the forecast ``median`` from the model's own errors before ``issue``.
+
+    An inner rolling-origin hindcast over the last ``calibration_years`` before the issue
+    (refitted as the configuration says) gives the out-of-sample errors; their empirical
+    quantiles per lead and period of the year (:class:`ResidualQuantiles`) are applied to
+    the median. The data end before ``issue``: no error of a period after it is known.
     """
-    all_times = data["time"].values
-    times = all_times[all_times < issue]  # the inner hindcast ends before the issue: no look-ahead
-    n = min(INNER_ISSUES[problem.step], max(0, times.size - problem.leads - 8))
-    if n < 10:
-        return np.zeros((problem.leads, len(quantiles))), {"inner_issues": 0}
-    issues = times[times.size - n - problem.leads + 1: times.size - problem.leads + 1]
-    model = make_model(model_name).fit(data, problem, issues[0])
-    pred = np.asarray(model.predict(data, problem, issues).values, dtype=float)
-    obs_all = data[problem.variable].sel(station=problem.station).values
-    pos = np.searchsorted(all_times, issues)
-    obs = np.stack([obs_all[pos + k] for k in range(problem.leads)], axis=1)
-    if problem.variable in RATIO_VARIABLES:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where((obs > 0) & (pred > 0), np.log(obs / pred), np.nan)
-    else:
-        r = obs - pred
-    out = np.zeros((problem.leads, len(quantiles)))
-    for k in range(problem.leads):
-        rk = r[:, k][np.isfinite(r[:, k])]
-        if rk.size >= 8:
-            out[k] = np.quantile(rk, quantiles)
-            out[k] -= out[k][list(quantiles).index(0.5)] if 0.5 in quantiles else 0.0
-    return out, {"inner_issues": int(n), "inner_from": str(issues[0])}
+    years = config.forecast.calibration_years
+    start = hindcast_start(data, entry.step, issue - np.timedelta64(366 * years, "D"))
+    rq = ResidualQuantiles(entry.step, **quantile_options(entry.variable))
+    if start >= issue:
+        raise ValueError(f"{entry.station}: too few observations before {np.datetime_as_string(issue, 'D')} "
+                         f"to size the forecast's quantiles (need {MIN_TRAIN[entry.step]} {entry.step} periods)")
+    h = H.hindcast(entry.model, data, problem, start, issue, refit=config.forecast.refit, quantiles=False)
+    rq.fit(h.forecast.values, h.observed.values, h.forecast["issue_time"].values)
+    assert rq.n is not None
+    if (rq.n.max(axis=1) == 0).any():
+        raise ValueError(f"{entry.station}: the {entry.model} model made no verifiable forecast between "
+                         f"{np.datetime_as_string(start, 'D')} and the issue time, so its quantiles cannot be "
+                         "sized; with a short record set forecast.refit: monthly")
+    values = rq.apply(median[None, :], np.array([issue]))[0]
+    meta = {**rq.params(), "refit": config.forecast.refit,
+            "hindcast_from": str(np.datetime_as_string(start, "D")), "issues": int(h.forecast.sizes["issue_time"])}
+    return values, meta
 
 
 def forecast_station(config: BasinConfig, entry: Entry, data: xr.Dataset, issue: np.datetime64) -> StationForecast:
     problem = problem_for(config, entry)
-    model = make_model(entry.model).fit(data, problem, issue)
+    model = H.make_model(entry.model).fit(data, problem, issue)
     median = np.asarray(model.predict(data, problem, np.array([issue])).values, dtype=float)[0]
-    spread, meta = residual_quantiles(entry.model, data, problem, issue)
-    ratio = entry.variable in RATIO_VARIABLES
-    values = np.sort(median[:, None] * np.exp(spread) if ratio else median[:, None] + spread, axis=1)
+    values, meta = forecast_quantiles(config, entry, problem, data, issue, median)
     obs = data[entry.variable].sel(station=entry.station)
     valid = np.concatenate([[issue], D.period_starts(issue, issue + np.timedelta64(400 * entry.leads, "D"),
                                                       entry.step)[1:entry.leads]])
@@ -192,7 +220,7 @@ def forecast_station(config: BasinConfig, entry: Entry, data: xr.Dataset, issue:
     norm = np.array([clim.get(int(p), np.nan) for p in period])
     last_ok = np.flatnonzero(np.isfinite(obs.values))
     last_i = last_ok[-1] if last_ok.size else None
-    params = {"options": {k: v for k, v in problem.options.items() if k != "reservoir"}, "fitted": model.params(),
+    params = {"options": {k: v for k, v in problem.options.items() if k not in ("reservoir", "basin")}, "fitted": model.params(),
               "quantiles": meta, "upstream": list(entry.upstream), "meteo": list(entry.meteo)}
     return StationForecast(
         station=entry.station, variable=entry.variable, step=entry.step, model=entry.model, params=params,
@@ -212,16 +240,16 @@ def run_forecast(engine: Engine, config: BasinConfig, *, issue_time: datetime | 
     run_id = start_run(engine, issue_time=issue_time, trigger=trigger, config_sha256=config_digest(config),
                        code_version=watermon.__version__)
     try:
-        results = []
+        results, cutoffs = [], []
         with engine.connect() as conn:
             for entry in entries:
                 issue = issue_label(issue_time, entry.step)
-                data = load_inputs(conn, config, _needed(config, entry), entry.step, issue)
+                data = load_inputs(conn, config, _needed(config, entry), entry.step, issue,
+                                   observed_before=issue_time)
                 results.append(forecast_station(config, entry, data, issue))
+                cutoffs.append(data.attrs["data_cutoff"])
                 log.info("forecast %s/%s %s: %s", entry.station, entry.variable, entry.step, entry.model)
-            cutoff = conn.execute(select(func.max(Observation.obs_time))
-                                  .where(Observation.obs_time < issue_time)).scalar()
-        finish_run(engine, run_id, results, cutoff)
+        finish_run(engine, run_id, results, max(cutoffs, default=None))
     except Exception as exc:
         fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -235,28 +263,6 @@ def observed_history(conn: Connection, config: BasinConfig, stations: list[str],
     data = load_inputs(conn, config, [(s, variable) for s in stations], step, issue)
     value = data[variable].isel(time=slice(-periods, None))
     return xr.Dataset({"value": value})
-
-
-def hindcast(config: BasinConfig, entry: Entry, model_name: str, data: xr.Dataset, issues: np.ndarray) -> xr.DataArray:
-    """Rolling-origin hindcast: refit at the first issue of each month on data before it.
-
-    Returns quantile forecasts ``(issue_time, lead, quantile)``; nothing at or after an
-    issue time is read for its forecast (models and quantiles alike).
-    """
-    problem = problem_for(config, entry, model_name)
-    months = issues.astype("datetime64[M]")
-    out = np.full((issues.size, entry.leads, len(QUANTILES)), np.nan)
-    for month in np.unique(months):
-        sel = np.flatnonzero(months == month)
-        first = issues[sel[0]]
-        model = make_model(model_name).fit(data, problem, first)
-        median = np.asarray(model.predict(data, problem, issues[sel]).values, dtype=float)
-        spread, _ = residual_quantiles(model_name, data, problem, first)
-        ratio = entry.variable in RATIO_VARIABLES
-        out[sel] = np.sort(median[..., None] * np.exp(spread) if ratio else median[..., None] + spread, axis=-1)
-    return xr.DataArray(out, dims=("issue_time", "lead", "quantile"),
-                        coords={"issue_time": issues, "lead": np.arange(1, entry.leads + 1),
-                                "quantile": list(QUANTILES)})
 
 
 def verify(engine: Engine, config: BasinConfig, *, stations: list[str] | None = None,
@@ -281,32 +287,25 @@ def verify(engine: Engine, config: BasinConfig, *, stations: list[str] | None = 
             end = window.verify_to or now.date()
             until = issue_label(datetime(end.year, end.month, end.day, tzinfo=timezone.utc), entry.step)
             data = load_inputs(conn, config, _needed(config, entry), entry.step, until + np.timedelta64(400, "D"))
+            if window.train_from is not None:
+                data = data.sel(time=slice(np.datetime64(window.train_from, "ns"), None))
+            start = hindcast_start(data, entry.step, np.datetime64(window.verify_from, "ns"))
             times = data["time"].values
-            start = np.datetime64(window.verify_from, "ns")
             issues = times[(times >= start) & (times < until)]
-            issues = issues[: max(0, issues.size - entry.leads + 1)] if issues.size else issues
-            if issues.size == 0:
+            if issues.size <= entry.leads:
                 continue
-            obs = data[entry.variable].sel(station=entry.station)
-            pos = np.searchsorted(times, issues)
-            leads = np.arange(entry.leads)
-            observed = xr.DataArray(obs.values[np.minimum(pos[:, None] + leads, times.size - 1)],
-                                    dims=("issue_time", "lead"), coords={"issue_time": issues, "lead": leads + 1})
-            prev = obs.values[pos - 1]
-            last = xr.DataArray(prev, dims="issue_time", coords={"issue_time": issues})
-            persistence = xr.DataArray(np.repeat(prev[:, None], entry.leads, axis=1), dims=("issue_time", "lead"),
-                                       coords=observed.coords)
-            train = obs.where(obs["time"] < issues[0])
-            clim = train.groupby("period").mean().to_series()
-            periods = D.period_of_year(np.concatenate([times, D.period_starts(times[-1], times[-1] + np.timedelta64(
-                400, "D"), entry.step)[1:]]), entry.step)
-            clim_fc = np.array([[clim.get(int(periods[p + k]), np.nan) for k in leads] for p in pos])
-            climatology = xr.DataArray(clim_fc, dims=("issue_time", "lead"), coords=observed.coords)
+            end_issue = issues[issues.size - entry.leads + 1]  # every lead of every issue observed by `end`
+            kw = {"refit": config.forecast.refit}
+            refs = [H.hindcast(name, data, problem_for(config, entry, name), start, end_issue, quantiles=False, **kw)
+                    for name in ("persistence", "climatology")]
             for name in dict.fromkeys((entry.model, *entry.compare)):
                 if name not in MODELS:
                     continue
-                qf = hindcast(config, entry, name, data, issues)
-                table = score_table(observed, last, qf, persistence, climatology, thresholds=thresholds)
+                h = H.hindcast(name, data, problem_for(config, entry, name), start, end_issue,
+                               calibration_years=config.forecast.calibration_years,
+                               quantile_options=quantile_options(entry.variable), **kw)
+                table = H.score(h, *refs, thresholds=thresholds)
+                issued = h.forecast["issue_time"].values
                 for lead in table["lead"].values:
                     t = table.sel(lead=lead)
                     val = lambda k: float(t[k]) if k in t and np.isfinite(float(t[k])) else None  # noqa: E731
@@ -318,8 +317,8 @@ def verify(engine: Engine, config: BasinConfig, *, stations: list[str] | None = 
                         "skill_climatology": val("skill_climatology"), "crps": val("crps"),
                         "coverage_90": val("coverage"), "s_sigma": val("s_sigma_delta"),
                         "p_within": val("p_within"), "rating": str(t["rating"].values),
-                        "verify_from": to_datetime(np.datetime64(issues[0], "s")),
-                        "verify_to": to_datetime(np.datetime64(issues[-1], "s")),
+                        "verify_from": to_datetime(np.datetime64(issued[0], "s")),
+                        "verify_to": to_datetime(np.datetime64(issued[-1], "s")),
                     })
     if store and rows:
         with engine.begin() as conn:

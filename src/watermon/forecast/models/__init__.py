@@ -5,16 +5,22 @@
   period-of-year regression) and the batched linear machinery
 * :mod:`~watermon.forecast.models.arx`: ``arx`` (own lags, upstream gauges, meteo,
   AR(1) error correction)
+* :mod:`~watermon.forecast.models.blend`: ``blend`` (a weighted average of member models,
+  weights from their out-of-sample errors before the refit)
 * :mod:`~watermon.forecast.models.routing`: ``muskingum``, ``lag`` routing;
   :mod:`~watermon.forecast.models.reservoir`: ``reservoir`` mass balance;
-  :mod:`~watermon.forecast.models.network`: network composition
+  :mod:`~watermon.forecast.models.network`: ``network`` (a station forecast
+  composed from the headwaters down)
 """
 
 from watermon.forecast.base import MODELS, Model, Problem, register
-from watermon.forecast.models import arx, baselines, regression, reservoir, routing  # noqa: F401  (registration)
+from watermon.forecast.models import (  # noqa: F401  (registration)
+    arx, baselines, blend, network, regression, reservoir, routing,
+)
 from watermon.forecast.models.arx import ARX
 from watermon.forecast.models.baselines import Climatology, Persistence
+from watermon.forecast.models.blend import Blend
 from watermon.forecast.models.regression import LinearPeriodModel, OperationalRegression
 
-__all__ = ["ARX", "MODELS", "Climatology", "LinearPeriodModel", "Model", "OperationalRegression", "Persistence",
+__all__ = ["ARX", "MODELS", "Blend", "Climatology", "LinearPeriodModel", "Model", "OperationalRegression", "Persistence",
            "Problem", "register"]

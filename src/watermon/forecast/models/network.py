@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from watermon.config.models import BasinConfig, Reach, Reservoir, StationKind
-from watermon.forecast.base import Model, Problem, Step
+from watermon.forecast.base import MODELS, Model, Problem, Step, register
 from watermon.forecast.models.reservoir import ReservoirBalance
 from watermon.forecast.models.routing import (
     MuskingumRouting,
@@ -110,6 +110,22 @@ class LastValue(Model):
         return {}
 
 
+def upstream_closure(config: BasinConfig, station: str) -> set[str]:
+    """``station`` and every station whose water reaches it (reaches and virtual gauges' parts)."""
+    above: dict[str, set[str]] = {}
+    for r in config.reaches:
+        above.setdefault(r.downstream, set()).add(r.upstream)
+    for s in config.stations:
+        above.setdefault(s.code, set()).update(s.derived_from)
+    out, todo = set(), [station]
+    while todo:
+        code = todo.pop()
+        if code not in out:
+            out.add(code)
+            todo.extend(above.get(code, ()))
+    return out
+
+
 class NetworkForecast:
     """Forecasts for every station of a river network, composed from headwaters down.
 
@@ -160,13 +176,21 @@ class NetworkForecast:
         self.problems: dict[str, Problem] = {}
 
     @classmethod
-    def from_config(cls, config: BasinConfig, **kwargs: Any) -> NetworkForecast:
-        """The network of ``config``: its reaches, reservoirs (curves) and virtual gauges."""
+    def from_config(cls, config: BasinConfig, above: str | None = None, **kwargs: Any) -> NetworkForecast:
+        """The network of ``config``: its reaches, reservoirs (curves) and virtual gauges.
+
+        ``above``: only that station and the stations upstream of it (what its forecast needs).
+        """
+        reaches: Sequence[Reach] = config.reaches
+        virtual = {s.code: s.derived_from for s in config.stations if s.kind is StationKind.VIRTUAL_GAUGE}
+        keep = None if above is None else upstream_closure(config, above)
+        if keep is not None:
+            reaches = [r for r in reaches if r.downstream in keep]
+            virtual = {v: parts for v, parts in virtual.items() if v in keep}
         configured = {r.station: r for r in config.reservoirs}
         reservoirs = [configured.get(s.code, s.code) for s in config.stations if s.kind is StationKind.RESERVOIR
-                      and any(s.code in (r.upstream, r.downstream) for r in config.reaches)]
-        virtual = {s.code: s.derived_from for s in config.stations if s.kind is StationKind.VIRTUAL_GAUGE}
-        return cls(config.reaches, reservoirs=reservoirs, virtual=virtual, **kwargs)
+                      and any(s.code in (r.upstream, r.downstream) for r in reaches)]
+        return cls(reaches, reservoirs=reservoirs, virtual=virtual, **kwargs)
 
     def order(self) -> list[str]:
         """Stations in the order they are forecast (every one after those upstream of it)."""
@@ -262,3 +286,62 @@ def _stack(results: Mapping[str, Mapping[str, xr.DataArray]], stations: list[str
             arrays[v][s] = np.asarray(da.transpose("issue_time", "lead").values, dtype=float)[:, :leads]
     coords = {"station": stations, "issue_time": issues, "lead": np.arange(1, leads + 1)}
     return xr.Dataset({v: (("station", "issue_time", "lead"), a) for v, a in arrays.items()}, coords=coords)
+
+
+@register
+class Network(Model):
+    """``network``: one station's forecast composed through the network above it.
+
+    The station and everything upstream of it are forecast from the headwaters down
+    (:class:`NetworkForecast`), and the station's own series is returned: discharge for a
+    gauge, the reservoir variable asked for (level, volume, inflow, release) for a
+    reservoir. Options: ``basin`` (the :class:`~watermon.config.models.BasinConfig`; the
+    forecast service sets it), ``headwater_model`` and ``routing_model`` (registry names,
+    default ``last_value`` and ``muskingum``), ``parts`` (station -> options of its part,
+    e.g. ``{"11250": {"gain": true}}``).
+    """
+
+    name: ClassVar[str] = "network"
+
+    def __init__(self) -> None:
+        self.net: NetworkForecast | None = None
+
+    @staticmethod
+    def _factory(name: str | None, default: Callable[[], Model]) -> Callable[[], Model]:
+        if name is None:
+            return default
+        if name == LastValue.name:
+            return LastValue
+        if name not in MODELS:
+            raise ValueError(f"network model: unknown part model {name!r}; known: {', '.join(sorted(MODELS))}")
+        return MODELS[name]
+
+    def fit(self, data: xr.Dataset, problem: Problem, until: np.datetime64) -> Network:
+        basin = problem.options.get("basin")
+        if not isinstance(basin, BasinConfig):
+            raise ValueError(f"network model for {problem.station}: option `basin` (the basin configuration) "
+                             "is missing; the forecast service sets it")
+        unknown = set(problem.options) - {"basin", "headwater_model", "routing_model", "parts"}
+        if unknown:
+            raise ValueError(f"network model for {problem.station}: unknown options {sorted(unknown)}; "
+                             "known: headwater_model, routing_model, parts")
+        self.net = NetworkForecast.from_config(
+            basin, above=problem.station, step=problem.step, leads=problem.leads,
+            headwater_model=self._factory(problem.options.get("headwater_model"), LastValue),
+            routing_model=self._factory(problem.options.get("routing_model"), MuskingumRouting),
+            options=problem.options.get("parts") or {})
+        if problem.station not in self.net.nodes:
+            raise ValueError(f"network model: {problem.station} is on no reach of config/network.yaml")
+        self.net.fit(data, until)
+        return self
+
+    def predict(self, data: xr.Dataset, problem: Problem, issue_times: np.ndarray) -> xr.DataArray:
+        if self.net is None:
+            raise RuntimeError("network model: fit before predict")
+        if problem.variable not in OUTPUTS:
+            raise ValueError(f"network model: cannot forecast {problem.variable}; it gives {', '.join(OUTPUTS)}")
+        fc = self.net.predict(data, issue_times)[problem.variable].sel(station=problem.station, drop=True)
+        return fc.rename(problem.variable).assign_attrs(station=problem.station, model=self.name)
+
+    def params(self) -> dict[str, Any]:
+        return {} if self.net is None else self.net.params()

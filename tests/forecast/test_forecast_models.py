@@ -21,7 +21,7 @@ from watermon.forecast.dataset import (
 from watermon.forecast.hindcast import hindcast, hindcast_many, issue_times, score, select_predictors
 from watermon.forecast.models import ARX, Climatology, OperationalRegression, Persistence
 from watermon.forecast.models.arx import since
-from watermon.forecast.models.regression import pool
+from watermon.forecast.models.normal_equations import pool
 from watermon.forecast.uncertainty import ResidualQuantiles, coverage
 
 # ------------------------------------------------------------------------------------

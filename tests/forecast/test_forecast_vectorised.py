@@ -20,8 +20,7 @@ from watermon.forecast.base import Problem
 from watermon.forecast.dataset import build_dataset, period_of_year, period_starts
 from watermon.forecast.hindcast import hindcast_many, issue_times
 from watermon.forecast.models import ARX, Climatology, OperationalRegression
-from watermon.forecast.models.regression import (
-    LinearPeriodModel,
+from watermon.forecast.models.normal_equations import (
     _window_sum_sparse,
     _window_sums,
     circular_sum,
@@ -32,6 +31,7 @@ from watermon.forecast.models.regression import (
     solve_moments,
     solve_stats,
 )
+from watermon.forecast.models.regression import LinearPeriodModel
 
 
 def daily_basin(years: int = 6, seed: int = 5, first: int = 2000, step: str = "daily") -> xr.Dataset:

@@ -1,6 +1,7 @@
 """Forecast skill on the real Chirchik archive: every model side by side, per lead.
 
     .venv/bin/python benchmarks/forecast_skill.py [--data ../shared/data] [--no-select] [--markdown] [--readme]
+                                                  [--snowpack]
 
 Datasets (``../shared/data/chirchik``, never copied into the repository):
 
@@ -39,6 +40,13 @@ Quantiles (0.05 ... 0.95) come from the empirical residual quantiles of the same
 run from 20 years (decades) / 1 year (days) before the verification, each refit using only
 errors of forecasts whose target period was over before it.
 
+``--snowpack`` (decades only) adds the degree-day snow model's states to what the ARX
+selection may choose (``models/snowmelt.py``, predictor ``snowpack``): its parameters are
+calibrated on 1935-1960 for the selection's inner hindcast (issued 1961-1990, so the
+inner forecasts stay out of sample) and on 1935-1990 for the verification, and the ARX
+chosen with it is compared with the recorded ARX on 1991-2015 (``SNOWPACK`` records
+both calibrations and the selection; about a minute and a half to re-run them).
+
 s/sigma_delta (the Nastavlenie's criterion, ``metrics.s_over_sigma_delta``):
 S = sqrt(sum (Q_obs - Q_fc)^2 / (n - 1)), sigma_delta = the standard deviation (n - 1) of
 Q(t0 + lead - 1) - Q(t0 - 1), the change from the last period observed before the issue
@@ -62,7 +70,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from watermon.forecast.base import Problem  # noqa: E402
 from watermon.forecast.dataset import load_chirchik, load_chirchik_daily  # noqa: E402
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
+from watermon.forecast.models.arx import candidate_predictors  # noqa: E402
 from watermon.forecast.models.blend import select_blend  # noqa: E402
+from watermon.forecast.models.snowmelt import calibrate  # noqa: E402
 
 MODELS = ("persistence", "climatology", "regression", "arx", "blend")
 METEO = ("38462", "38464", "38471")
@@ -127,6 +137,38 @@ SELECTED: dict[tuple[str, str], dict[str, Any]] = {
                          "blend": _blend("16279", ("arx", "regression", "persistence"), "nnls", 1, "daily")},
     ("daily", "Charvak"): {"arx": _ARX[("daily", "Charvak")], "model": "arx",
                            "blend": _blend("Charvak", ("arx", "regression", "persistence"), "nnls", 1, "daily")},
+}
+SNOWPACK: dict[str, dict[str, Any]] = {
+    # --snowpack: the snow model calibrated on 1935-1960 ("inner", for the selection) and on 1935-1990
+    # ("outer", for the verification), and the ARX that select_predictors chose with "snowpack" among the
+    # candidates (re-run without --no-select)
+    "16279": {
+        "inner": {"t_offset": -4.464514, "band_spread": 3.18379, "t_snow": 4.904625, "t_melt": -4.317627,
+                  "ddf": 2.870492, "fast_share": 0.759778, "k_fast": 0.190028, "k_slow": 0.192851,
+                  "scale": 66.046152},
+        "outer": {"t_offset": -6.671429, "band_spread": 2.878595, "t_snow": 2.547805, "t_melt": -3.98173,
+                  "ddf": 7.027075, "fast_share": 0.355997, "k_fast": 0.173463, "k_slow": 0.172347,
+                  "scale": 59.659648},
+        "arx": {"predictors": ["flow:1", "snowpack", "temperature_mean:3", "volume_since:10-01", "temperature:1",
+                               "upstream:2"], "window": 3}},
+    "16290": {
+        "inner": {"t_offset": -6.547643, "band_spread": 3.658355, "t_snow": 4.981745, "t_melt": -5.988013,
+                  "ddf": 1.394173, "fast_share": 0.140243, "k_fast": 0.214655, "k_slow": 0.206592,
+                  "scale": 44.639737},
+        "outer": {"t_offset": -11.047936, "band_spread": 1.886173, "t_snow": 3.198408, "t_melt": -3.516898,
+                  "ddf": 2.534469, "fast_share": 0.616547, "k_fast": 0.357072, "k_slow": 0.008052,
+                  "scale": 43.910999},
+        "arx": {"predictors": ["flow:1", "precipitation_since:10-01", "temperature_mean:3", "temperature:1",
+                               "precipitation:1"], "ridge": 0.1, "error_correction": False}},
+    "16294": {
+        "inner": {"t_offset": -6.37088, "band_spread": 3.30077, "t_snow": 4.583217, "t_melt": -5.963032,
+                  "ddf": 2.803072, "fast_share": 0.074716, "k_fast": 0.181702, "k_slow": 0.177172,
+                  "scale": 110.636491},
+        "outer": {"t_offset": -6.358098, "band_spread": 2.902202, "t_snow": 4.979691, "t_melt": -3.271959,
+                  "ddf": 7.098604, "fast_share": 0.699668, "k_fast": 0.155416, "k_slow": 0.155496,
+                  "scale": 105.222241},
+        "arx": {"predictors": ["flow:3", "snowpack", "temperature_mean:3", "temperature:1", "upstream:2"],
+                "ridge": 0.003}},
 }
 COLUMNS = [("rmse", "RMSE", "{:.1f}"), ("nse", "NSE", "{:.3f}"), ("kge", "KGE", "{:.3f}"),
            ("skill_persistence", "SS_pers", "{:+.3f}"), ("skill_climatology", "SS_clim", "{:+.3f}"),
@@ -215,6 +257,38 @@ def cases(shared: Path, select: bool) -> list[Case]:
     return out
 
 
+def select_snowpack(dec: xr.Dataset, p: Problem) -> dict[str, Any]:
+    """``SNOWPACK``'s entry of one decade series, re-derived on the training years."""
+    inner = calibrate(dec, p, "1961-01-01", "1935-01-01").as_dict()
+    outer = calibrate(dec, p, "1991-01-01", "1935-01-01").as_dict()
+    sel = select_predictors(dec, p, "1991-01-01", "1961-01-01", train_from="1935-01-01",
+                            candidates=[*candidate_predictors("decade"), "snowpack"], options={"snowmelt": inner})
+    print(f"# snowpack selection {p.station}: {_history(sel)}", flush=True)
+    return {"inner": inner, "outer": outer, "arx": {k: v for k, v in sel.options.items() if k != "snowmelt"}}
+
+
+def snowpack_comparison(shared: Path, select: bool) -> list[str]:
+    """The recorded ARX against the ARX selected with the snow model's states, verified 1991-2015."""
+    dec = load_chirchik(shared / "chirchik")
+    lines = ["| series | lead | ARX RMSE | ARX + snowpack RMSE | ARX S/σΔ | ARX + snowpack S/σΔ |", "|---" * 6 + "|"]
+    for station, upstream in DECADE.items():
+        p = Problem(station, "decade", 3, upstream=upstream, meteo=METEO)
+        rec = select_snowpack(dec, p) if select else SNOWPACK[station]
+        uses = "snowpack" in rec["arx"]["predictors"]
+        print(f"snowpack {station}: ARX with the snow model {'chose' if uses else 'did not choose'} it: {rec['arx']}")
+        kw = {"refit": "yearly", "calibration_years": 20, "train_from": "1935-01-01"}
+        runs = {"persistence": ("persistence", {}), "climatology": ("climatology", {}),
+                "arx": ("arx", _ARX[("decade", station)]), "snow": ("arx", {**rec["arx"], "snowmelt": rec["outer"]})}
+        hc = {label: hindcast(m, dec, dataclasses.replace(p, options=o), "1991-01-01", "2016-01-01", **kw)
+              for label, (m, o) in runs.items()}
+        sc = {m: score(hc[m], hc["persistence"], hc["climatology"]) for m in ("arx", "snow")}
+        for k in (1, 2, 3):
+            a, b = sc["arx"].sel(lead=k), sc["snow"].sel(lead=k)
+            lines.append(f"| decade {station} | {k} | {float(a.rmse):.1f} | {float(b.rmse):.1f} | "
+                         f"{float(a.s_sigma_delta):.3f} | {float(b.s_sigma_delta):.3f} |")
+    return lines
+
+
 def run(case: Case) -> tuple[dict[str, Hindcast], dict[str, xr.Dataset]]:
     hc: dict[str, Hindcast] = {}
     for m in MODELS:
@@ -286,11 +360,16 @@ def main() -> int:
     ap.add_argument("--no-select", action="store_true", help="use the recorded selection (SELECTED)")
     ap.add_argument("--markdown", action="store_true", help="Markdown tables")
     ap.add_argument("--readme", action="store_true", help="also the README's one-table summary (Markdown)")
+    ap.add_argument("--snowpack", action="store_true", help="only the ARX with and without the snow model's states")
     args = ap.parse_args()
     if not (args.data / "chirchik").is_dir():
         print(f"no shared data at {args.data / 'chirchik'}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    if args.snowpack:
+        print("\n".join(snowpack_comparison(args.data, not args.no_select)))
+        print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+        return 0
     summary: list[str] = []
     for case in cases(args.data, not args.no_select):
         hc, scores = run(case)

@@ -170,3 +170,35 @@ def test_predictor_selection_is_reproduced_on_the_training_years(decades) -> Non
     assert sel.score < 0.6  # inner-CV MSE relative to the operational regression
     lead1 = select_predictors(decades, p, "1991-01-01", "1961-01-01", train_from="1935-01-01", lead_weights=(1, 0, 0))
     assert lead1.options == BENCH.SELECTED[("decade", "16294")]["blend"]["members"][1]["options"]
+
+
+def _snowpack_hindcast(decades, station: str) -> dict[str, float]:
+    rec = BENCH.SNOWPACK[station]
+    p = Problem(station, "decade", 3, upstream=BENCH.DECADE[station], meteo=BENCH.METEO,
+                options={**rec["arx"], "snowmelt": rec["outer"]})
+    kw = {"refit": "yearly", "calibration_years": 20, "train_from": "1935-01-01", "quantiles": False}
+    h = hindcast("arx", decades, p, "1991-01-01", "2016-01-01", **kw)
+    q = h.observed.values[:, 0]
+    return float(s_over_sigma_delta(q, h.forecast.values[:, 0], h.last_observed.values))
+
+
+def test_the_snow_models_states_do_not_lift_the_lead_1_skill(decades, decade_scores) -> None:
+    """The inner selection takes the snowpack states for 16279 and 16294 (not 16290), yet on
+    1991-2015 the lead-1 S/sigma_delta moves by under 0.01: the snow left is already in the
+    precipitation and runoff since October; the coming decade's weather is not."""
+    for station in ("16279", "16294"):
+        assert "snowpack" in BENCH.SNOWPACK[station]["arx"]["predictors"]
+        with_snow = _snowpack_hindcast(decades, station)
+        without = float(decade_scores[station]["arx"].s_sigma_delta.sel(lead=1))
+        assert abs(with_snow - without) < 0.01 and with_snow > 0.6, (station, with_snow, without)
+    assert "snowpack" not in BENCH.SNOWPACK["16290"]["arx"]["predictors"]
+
+
+@pytest.mark.slow
+def test_snowpack_calibration_and_selection_are_reproduced_on_the_training_years(decades) -> None:
+    p = Problem("16294", "decade", 3, upstream=BENCH.DECADE["16294"], meteo=BENCH.METEO)
+    got = BENCH.select_snowpack(decades, p)
+    want = BENCH.SNOWPACK["16294"]
+    for key in ("inner", "outer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+    assert got["arx"] == want["arx"]

@@ -289,6 +289,7 @@ def select_predictors(
     model: str = "arx",
     lead_weights: Sequence[float] | None = None,
     refit: str | int = "yearly",
+    options: dict[str, Any] | None = None,
 ) -> Selection:
     """Forward selection of ARX predictors by an inner rolling-origin hindcast before ``until``.
 
@@ -300,7 +301,9 @@ def select_predictors(
     ``tolerance`` (relative); a token replaces a shorter token of the same kind (``flow:2``
     replaces ``flow:1``). Then ``grid`` (default window 1..3, ridge 0.003..0.1, error
     correction on/off) is searched one option at a time. Nothing at or after ``until`` is
-    read.
+    read. ``options`` are fixed options of every trial (the snow model's parameters for the
+    candidate ``snowpack``: calibrate them before ``inner_start`` to keep the inner
+    hindcast out of sample).
     """
     from watermon.forecast.models.arx import candidate_predictors, parse_token
 
@@ -327,7 +330,7 @@ def select_predictors(
             return None
         return [*tokens, tok]
 
-    opts: dict[str, Any] = {"predictors": list(base)}
+    opts: dict[str, Any] = {**(options or {}), "predictors": list(base)}
     best = crit(opts)
     history = [("+".join(base), best)]
     while True:

@@ -36,6 +36,10 @@ periods that started before ``t0``, i.e. were over at the issue time:
 ``precipitation_since:MM-DD``             precipitation total since the last MM-DD (snow accumulation; default 10-01)
 ``degree_days_since:MM-DD``               sum of max(T, 0) x days since the last MM-DD (melt energy; default 01-01)
 ``volume_since:MM-DD``                    the station's own runoff volume (million m3) since MM-DD (default 10-01)
+``snowpack``                              the states of the degree-day snow model whose calibrated parameters
+                                          are the option ``snowmelt`` (:mod:`~watermon.forecast.models.snowmelt`):
+                                          its flow ahead under the period's climatological weather, the
+                                          basin's snow and reservoirs, its flow of the last period
 ========================================  ==================================================
 
 An accumulation with under 80 % of its periods reported is unknown (NaN); otherwise the
@@ -54,12 +58,13 @@ import xarray as xr
 from watermon.forecast.base import Problem, register
 from watermon.forecast.dataset import period_days
 from watermon.forecast.models.regression import LinearPeriodModel, lagged, series
+from watermon.forecast.models.snowmelt import SnowParams, snowpack_features
 
 DEFAULT_PREDICTORS = ("flow:2", "upstream:1", "precipitation:1", "temperature:1")
 TOKENS = {
     "flow": 1, "upstream": 1, "precipitation": 1, "temperature": 1, "temperature_mean": 3,
     "precipitation_sum": 3, "precipitation_since": "10-01", "degree_days_since": "01-01",
-    "volume_since": "10-01",
+    "volume_since": "10-01", "snowpack": None,
 }
 """predictor names and the default of their argument"""
 MIN_SHARE = 0.8
@@ -72,6 +77,10 @@ def parse_token(token: str) -> tuple[str, Any]:
     if name not in TOKENS:
         raise ValueError(f"unknown ARX predictor {name!r}; known: {', '.join(TOKENS)}")
     default = TOKENS[name]
+    if default is None:
+        if arg:
+            raise ValueError(f"{token}: {name} takes no argument")
+        return name, None
     if isinstance(default, int):
         value: Any = int(arg) if arg else default
         if value < 1:
@@ -114,12 +123,14 @@ class ARX(LinearPeriodModel):
 
     Options: ``predictors`` (see the module), ``window`` (default 2 decades, 4 pentads,
     15 days), ``ridge`` (0.01), ``error_correction`` (true), ``min_samples`` (5),
-    ``clip_min`` (0: flows are not negative).
+    ``clip_min`` (0: flows are not negative), ``snowmelt`` (the snow model's parameters,
+    for the predictor ``snowpack``).
     """
 
     name: ClassVar[str] = "arx"
     OPTIONS: ClassVar[dict[str, Any]] = {
         **LinearPeriodModel.OPTIONS, "predictors": DEFAULT_PREDICTORS, "ridge": 0.01, "error_correction": True,
+        "snowmelt": None,
     }
     WINDOW: ClassVar[dict[str, int]] = {"daily": 15, "pentad": 4, "decade": 2}
 
@@ -128,6 +139,11 @@ class ARX(LinearPeriodModel):
         s["predictors"] = tuple(str(t) for t in s["predictors"])
         for t in s["predictors"]:
             parse_token(t)
+        if "snowpack" in group_names(s["predictors"]):
+            if not s["snowmelt"]:
+                raise ValueError(f"arx ({problem.station}): the predictor 'snowpack' needs the option 'snowmelt', "
+                                 "the snow model's calibrated parameters (watermon.forecast.models.snowmelt.calibrate)")
+            SnowParams.from_dict(dict(s["snowmelt"]), f"arx ({problem.station}) option snowmelt")
         return s
 
     def features(self, data: xr.Dataset, problem: Problem, times: np.ndarray,
@@ -180,6 +196,10 @@ class ARX(LinearPeriodModel):
                         f"{m}.degree_days[since {arg[0]:02d}-{arg[1]:02d}]")
             elif kind == "volume_since":
                 add(since(q * days * 0.0864, times, *arg), f"volume_mm3[since {arg[0]:02d}-{arg[1]:02d}]")
+            elif kind == "snowpack":
+                params = SnowParams.from_dict(dict(settings["snowmelt"]))
+                for name, values in snowpack_features(data, problem, times, params).items():
+                    add(values, f"snowmelt.{name}")
         if not cols:
             return np.zeros((n, 0)), []
         return np.stack(cols, axis=1), names

@@ -80,7 +80,8 @@ class SnowParams:
 
 BOUNDS = [(-12.0, 8.0), (0.5, 5.0), (-2.0, 5.0), (-6.0, 4.0), (0.2, 8.0), (0.0, 1.0), (0.05, 1.0),
           (0.001, 0.3), (1.0, 500.0)]
-"""calibration bounds, in the order of :class:`SnowParams`' fields"""
+"""calibration bounds, in the order of :class:`SnowParams`' fields (``scale`` up to 500: a
+basin of up to about 43,000 km2)"""
 
 
 def _simulate(x: np.ndarray, temperature: np.ndarray, precipitation: np.ndarray,

@@ -229,8 +229,7 @@ def snowpack_features(data: xr.Dataset, problem: Problem, times: np.ndarray,
     period = period_of_year(times, problem.step)
     x = np.array(dataclasses.astuple(params))
     offset = x[0] + x[1] * (np.arange(BANDS) - BANDS // 2)
-    ahead = _step(swe, store, _climate(t, period), _climate(p, period), days, offset,
-                  *(np.full(t.size, v) for v in x[2:]))[2]
+    ahead = _step(swe, store, _climate(t, period), _climate(p, period), days, offset, *x[2:])[2]
     last = np.concatenate([[np.nan], q[:-1]])
     return {"flow_ahead": ahead, "snow": swe.mean(axis=1), "fast_store": store[:, 0], "slow_store": store[:, 1],
             "simulated_last": last}

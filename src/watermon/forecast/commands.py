@@ -1,11 +1,11 @@
-"""``watermon forecast ...``: issue a run, show its table or bulletin, verify the models."""
+"""``watermon forecast ...``: issue a run, show its table or bulletin, verify the models, calibrate a snow model."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +13,13 @@ FORMATS = ("table", "csv", "json", "html", "netcdf")
 TABLE_COLUMNS = ["station", "variable", "step", "valid_time", "lead", "median", "q05", "q95", "last_observed",
                  "percent_of_norm", "danger", "exceeds_danger", "model", "skill_nse", "skill_s_sigma", "skill_p_within",
                  "skill_rating"]
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date: {text!r}") from None
 
 
 def _context(s: Any) -> tuple[Any, Any]:
@@ -101,6 +108,36 @@ def cmd_verify(args: argparse.Namespace, s: Any) -> int:
     return 0
 
 
+def cmd_calibrate_snow(args: argparse.Namespace, s: Any) -> int:
+    import yaml
+
+    from watermon.forecast.service import calibrate_snow
+
+    config, engine = _context(s)
+    try:
+        cal = calibrate_snow(engine, config, args.station, step=args.step, until=args.until,
+                             train_from=args.train_from)
+    except LookupError as exc:
+        raise args.usage_error(exc.args[0]) from None
+    except ValueError as exc:  # too little data, no meteo series stored
+        print(f"watermon: error: {exc}", file=sys.stderr)
+        return 1
+    params = cal.params.as_dict()
+    if args.format == "json":
+        print(json.dumps({"station": cal.station, "step": cal.step, "meteo": list(cal.meteo), "snowmelt": params,
+                          "fit": cal.fit}, indent=2, default=str))
+        return 0
+    print(f"# degree-day snow model of {cal.station} ({cal.step}), meteo {', '.join(cal.meteo)}")
+    for f in cal.fit:
+        used = "calibrated on" if f["window"] == "calibration" else "not used, after it:"
+        print(f"# {used} {f['first']} .. {f['last']} ({f['n']} periods): simulated flow "
+              f"NSE {f['nse']:.3f}, KGE {f['kge']:.3f}")
+    print(f"# under this forecast's options in {s.config_dir / 'forecast.yaml'}, with 'snowpack' among the "
+          "arx predictors:")
+    print(yaml.safe_dump({"snowmelt": params}, default_flow_style=None, sort_keys=False, width=1000), end="")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction, time_type: Callable[[str], Any],
                  usage_error: type[Exception]) -> None:
     """Register ``forecast`` and its subcommands on the main parser."""
@@ -124,6 +161,17 @@ def add_commands(sub: argparse._SubParsersAction, time_type: Callable[[str], Any
     q.add_argument("--dry-run", action="store_true", help="print only, do not store")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.set_defaults(func=cmd_verify)
+
+    q = fc.add_parser("calibrate-snow", help="calibrate a station's snow model (ARX option snowmelt) on the "
+                                             "stored flow and meteo; prints the option to paste")
+    q.add_argument("station", metavar="STATION_CODE")
+    q.add_argument("--step", choices=("daily", "pentad", "decade"), help="when the station is forecast at several")
+    q.add_argument("--until", type=_date, help="calibrate on periods before this date (default: the hindcast's "
+                                               "verify_from, so that verification stays out of sample; else today)")
+    q.add_argument("--train-from", type=_date, help="first period scored (default: the hindcast's train_from; "
+                                                    "the data's first year always warms the model up)")
+    q.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    q.set_defaults(func=cmd_calibrate_snow)
 
     for parser in fc.choices.values():
         parser.set_defaults(usage_error=usage_error)

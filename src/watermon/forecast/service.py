@@ -18,8 +18,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -35,6 +36,9 @@ from watermon.forecast.store import RunInfo, StationForecast, fail_run, finish_r
 from watermon.forecast.uncertainty import ResidualQuantiles
 from watermon.periods import Aggregation
 from watermon.qc.store import effective_levels, load_series, series_refs, to_datetime
+
+if TYPE_CHECKING:
+    from watermon.forecast.models.snowmelt import SnowParams
 
 log = logging.getLogger(__name__)
 
@@ -325,3 +329,63 @@ def verify(engine: Engine, config: BasinConfig, *, stations: list[str] | None = 
             store_skill(conn, [{**row, "computed_at": now, "code_version": watermon.__version__,
                                 "config_sha256": config_digest(config)} for row in rows])
     return rows
+
+
+@dataclass(frozen=True)
+class SnowCalibration:
+    """The snow model's parameters for one station's forecast, and how well it simulates the flow."""
+
+    station: str
+    step: str
+    meteo: tuple[str, ...]
+    params: SnowParams
+    fit: list[dict[str, Any]]
+    """per window (``calibration``; ``validation``: after ``until``, not used): first and last
+    period, number of periods, NSE and KGE (2009) of the simulated flow"""
+
+
+def calibrate_snow(engine: Engine, config: BasinConfig, station: str, *, step: str | None = None,
+                   until: date | None = None, train_from: date | None = None,
+                   now: datetime | None = None) -> SnowCalibration:
+    """Calibrate the degree-day snow model (ARX option ``snowmelt``) on the stored observations.
+
+    ``until`` defaults to the hindcast's ``verify_from``: parameters fitted on the verified
+    years would let ``forecast verify`` see them. ``train_from`` defaults to the hindcast's.
+    """
+    from watermon.forecast.metrics import kge, nse
+    from watermon.forecast.models.snowmelt import calibrate, calibration_start, forcing, simulate
+
+    entries = [e for e in config.forecast.stations
+               if e.station == station and e.variable == "discharge" and step in (None, e.step)]
+    if not entries:
+        raise LookupError(f"forecast.yaml has no discharge forecast of {station}"
+                          + (f" at the {step} step" if step else ""))
+    if len(entries) > 1:
+        raise LookupError(f"forecast.yaml forecasts {station} at steps {[e.step for e in entries]}: give the step")
+    entry = entries[0]
+    if not entry.meteo:
+        raise LookupError(f"forecast.yaml: the {entry.step} forecast of {station} lists no meteo stations; the "
+                          "snow model runs on their precipitation and air temperature")
+    window = config.forecast.hindcast
+    now = now or datetime.now(timezone.utc)
+    until = until or (window.verify_from if window else now.date())
+    train_from = train_from or (window.train_from if window else None)
+    wanted = [(station, "discharge"), *((m, v) for m in entry.meteo for v in ("precipitation", "air_temperature"))]
+    with engine.connect() as conn:
+        data = load_inputs(conn, config, wanted, entry.step, issue_label(now, entry.step))
+    problem = problem_for(config, entry)
+    params = calibrate(data, problem, until, train_from)
+    times = data["time"].values
+    t, p = forcing(data, problem, times)
+    simulated = simulate(params, t, p, D.period_days(times, entry.step).astype(np.float64))[0]
+    observed = data["discharge"].sel(station=station).values
+    start, cut = calibration_start(times, train_from), np.datetime64(until, "ns")
+    fit = []
+    for name, rows in (("calibration", (times >= start) & (times < cut)), ("validation", times >= cut)):
+        rows &= np.isfinite(observed)
+        if rows.sum() >= 2:
+            fit.append({"window": name, "first": to_datetime(np.datetime64(times[rows][0], "s")).date(),
+                        "last": to_datetime(np.datetime64(times[rows][-1], "s")).date(), "n": int(rows.sum()),
+                        "nse": float(nse(observed[rows], simulated[rows])),
+                        "kge": float(kge(observed[rows], simulated[rows]).kge)})
+    return SnowCalibration(station=station, step=entry.step, meteo=entry.meteo, params=params, fit=fit)

@@ -178,6 +178,13 @@ def forcing(data: xr.Dataset, problem: Problem, times: np.ndarray) -> tuple[np.n
     return t, p
 
 
+def calibration_start(times: np.ndarray, train_from: Any = None) -> np.datetime64:
+    """The first period :func:`calibrate` scores: a year after the data's start (the states'
+    warm-up), or ``train_from`` if later."""
+    start = as_times(times[:1])[0] + np.timedelta64(365, "D")
+    return start if train_from is None else max(start, as_times(train_from)[0])
+
+
 def calibrate(data: xr.Dataset, problem: Problem, until: Any, train_from: Any = None, *, seed: int = 0,
               maxiter: int = 100, popsize: int = 15) -> SnowParams:
     """Parameters minimising the squared error of the simulated flow on ``[train_from, until)``.
@@ -192,10 +199,7 @@ def calibrate(data: xr.Dataset, problem: Problem, until: Any, train_from: Any = 
     t, p = forcing(data, problem, times)
     days = period_days(times, problem.step).astype(np.float64)
     q = series(data, problem.station, problem.variable, stop)
-    start = times[0] + np.timedelta64(365, "D")
-    if train_from is not None:
-        start = max(start, as_times(train_from)[0])
-    scored = np.isfinite(q) & (times >= start)
+    scored = np.isfinite(q) & (times >= calibration_start(times, train_from))
     if scored.sum() < 10 * len(BOUNDS):
         raise ValueError(f"snowmelt ({problem.station}): {int(scored.sum())} observed periods before {until} "
                          f"to calibrate on; need {10 * len(BOUNDS)}")

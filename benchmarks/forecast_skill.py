@@ -1,7 +1,7 @@
 """Forecast skill on the real Chirchik archive: every model side by side, per lead.
 
     .venv/bin/python benchmarks/forecast_skill.py [--data ../shared/data] [--no-select] [--markdown] [--readme]
-                                                  [--snowpack]
+                                                  [--snowpack | --outlook]
 
 Datasets (``../shared/data/chirchik``, never copied into the repository):
 
@@ -47,6 +47,15 @@ inner forecasts stay out of sample) and on 1935-1990 for the verification, and t
 chosen with it is compared with the recorded ARX on 1991-2015 (``SNOWPACK`` records
 both calibrations and the selection; about a minute and a half to re-run them).
 
+``--outlook`` (decades only) asks how much a meteorological outlook of the coming decade
+would help: a pseudo meteo station ``OUTLOOK`` whose temperature at each period is a
+synthetic outlook of the *next* period's (so the ARX's ``temperature:1`` reads the coming
+decade's): the observed anomaly of the meteo stations' mean temperature (against the
+period's mean over earlier years), standardised per period of the year, times ``r``, plus
+independent noise of weight ``sqrt(1 - r^2)`` (correlation ``r`` with what happened;
+``r = 1`` is the observed temperature itself). The recorded ARX (``SELECTED``) is hindcast
+on 1991-2015 with and without it, five noise draws per ``r``.
+
 s/sigma_delta (the Nastavlenie's criterion, ``metrics.s_over_sigma_delta``):
 S = sqrt(sum (Q_obs - Q_fc)^2 / (n - 1)), sigma_delta = the standard deviation (n - 1) of
 Q(t0 + lead - 1) - Q(t0 - 1), the change from the last period observed before the issue
@@ -62,17 +71,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from watermon.forecast.base import Problem  # noqa: E402
-from watermon.forecast.dataset import load_chirchik, load_chirchik_daily  # noqa: E402
+from watermon.forecast.dataset import load_chirchik, load_chirchik_daily, period_of_year  # noqa: E402
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
 from watermon.forecast.models.arx import candidate_predictors  # noqa: E402
 from watermon.forecast.models.blend import select_blend  # noqa: E402
-from watermon.forecast.models.snowmelt import calibrate  # noqa: E402
+from watermon.forecast.metrics import s_over_sigma_delta  # noqa: E402
+from watermon.forecast.models.snowmelt import calibrate, earlier_mean  # noqa: E402
 
 MODELS = ("persistence", "climatology", "regression", "arx", "blend")
 METEO = ("38462", "38464", "38471")
@@ -289,6 +300,49 @@ def snowpack_comparison(shared: Path, select: bool) -> list[str]:
     return lines
 
 
+OUTLOOK_R = (0.0, 0.5, 0.7, 0.8, 0.9, 1.0)
+OUTLOOK_DRAWS = 5
+
+
+def with_outlook(dec: xr.Dataset, r: float, seed: int) -> xr.Dataset:
+    """``dec`` and the pseudo meteo station ``OUTLOOK``: a synthetic outlook of the next decade's
+    temperature correlating ``r`` with the observed (see ``--outlook`` in the module docstring)."""
+    temps = dec.air_temperature.sel(station=list(METEO)).values
+    known = np.isfinite(temps).sum(axis=0)
+    t = np.where(known > 0, np.nansum(temps, axis=0) / np.maximum(known, 1), np.nan)  # the stations' mean
+    period = period_of_year(dec.time.values, "decade")
+    normal = earlier_mean(t, period)
+    sd = np.array([np.nanstd((t - normal)[period == k]) for k in range(1, 37)])[period - 1]
+    noise = np.random.default_rng(seed).normal(size=t.size)
+    outlook = normal + (r * (t - normal) / sd + np.sqrt(1.0 - r * r) * noise) * sd
+    extra = xr.full_like(dec.isel(station=[0]), np.nan).assign_coords(station=["OUTLOOK"])
+    extra["air_temperature"].values[0, :-1] = outlook[1:]
+    return xr.concat([dec, extra], dim="station")
+
+
+def outlook_sensitivity(shared: Path) -> list[str]:
+    """Lead-1 S/sigma_delta of the recorded ARX on 1991-2015, given outlooks of skill ``r``."""
+    dec = load_chirchik(shared / "chirchik")
+    kw = {"refit": "yearly", "train_from": "1935-01-01", "quantiles": False}
+
+    def s_sigma(data: xr.Dataset, p: Problem) -> float:
+        h = hindcast("arx", data, p, "1991-01-01", "2016-01-01", **kw)
+        return float(s_over_sigma_delta(h.observed.values[:, 0], h.forecast.values[:, 0], h.last_observed.values))
+
+    lines = ["| series | recorded ARX | " + " | ".join(f"r = {r:.1f}" for r in OUTLOOK_R) + " |",
+             "|---" * (len(OUTLOOK_R) + 2) + "|"]
+    for station, upstream in DECADE.items():
+        p = Problem(station, "decade", 3, upstream=upstream, meteo=METEO, options=_ARX[("decade", station)])
+        cells = [f"{s_sigma(dec, p):.3f}"]
+        for r in OUTLOOK_R:
+            draws = [s_sigma(with_outlook(dec, r, seed), dataclasses.replace(p, meteo=(*METEO, "OUTLOOK")))
+                     for seed in range(1 if r == 1.0 else OUTLOOK_DRAWS)]
+            spread = f" ({min(draws):.3f}–{max(draws):.3f})" if len(draws) > 1 else ""
+            cells.append(f"{np.mean(draws):.3f}{spread}")
+        lines.append(f"| decade {station} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def run(case: Case) -> tuple[dict[str, Hindcast], dict[str, xr.Dataset]]:
     hc: dict[str, Hindcast] = {}
     for m in MODELS:
@@ -360,12 +414,18 @@ def main() -> int:
     ap.add_argument("--no-select", action="store_true", help="use the recorded selection (SELECTED)")
     ap.add_argument("--markdown", action="store_true", help="Markdown tables")
     ap.add_argument("--readme", action="store_true", help="also the README's one-table summary (Markdown)")
-    ap.add_argument("--snowpack", action="store_true", help="only the ARX with and without the snow model's states")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--snowpack", action="store_true", help="only the ARX with and without the snow model's states")
+    what.add_argument("--outlook", action="store_true", help="only the ARX given synthetic decade temperature outlooks")
     args = ap.parse_args()
     if not (args.data / "chirchik").is_dir():
         print(f"no shared data at {args.data / 'chirchik'}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    if args.outlook:
+        print("\n".join(outlook_sensitivity(args.data)))
+        print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+        return 0
     if args.snowpack:
         print("\n".join(snowpack_comparison(args.data, not args.no_select)))
         print(f"\n(total {time.perf_counter() - t0:.0f} s)")

@@ -124,7 +124,7 @@ def _step(swe: np.ndarray, store: np.ndarray, temperature: Any, precipitation: A
     return swe, store, scale * out / d
 
 
-def _earlier_mean(values: np.ndarray, period: np.ndarray) -> np.ndarray:
+def earlier_mean(values: np.ndarray, period: np.ndarray) -> np.ndarray:
     """At each row, the mean of the same period of the year over earlier rows (NaN if none)."""
     out = np.full(values.shape, np.nan)
     for p in np.unique(period):
@@ -141,7 +141,7 @@ def _earlier_mean(values: np.ndarray, period: np.ndarray) -> np.ndarray:
 def _filled(values: np.ndarray, period: np.ndarray) -> np.ndarray:
     """Gaps filled with the period's mean over earlier years, else the last value before
     (else, only in the warm-up before the first reading, the first reading)."""
-    v = np.where(np.isfinite(values), values, _earlier_mean(values, period))
+    v = np.where(np.isfinite(values), values, earlier_mean(values, period))
     ok = np.isfinite(v)
     if not ok.any():
         return v
@@ -172,7 +172,7 @@ def forcing(data: xr.Dataset, problem: Problem, times: np.ndarray) -> tuple[np.n
     for other in temps[1:]:
         gap = ~np.isfinite(t)
         if gap.any():
-            t = np.where(gap, other + _earlier_mean(t - other, period), t)
+            t = np.where(gap, other + earlier_mean(t - other, period), t)
     t = _filled(t, period)
     p = np.mean([_filled(v, period) for v in precs], axis=0)
     return t, p
@@ -241,5 +241,5 @@ def snowpack_features(data: xr.Dataset, problem: Problem, times: np.ndarray,
 
 def _climate(values: np.ndarray, period: np.ndarray) -> np.ndarray:
     """The period's mean over earlier years; in the first year, the period before's value."""
-    m = _earlier_mean(values, period)
+    m = earlier_mean(values, period)
     return np.where(np.isfinite(m), m, np.concatenate([[np.nan], values[:-1]]))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from watermon.config import ConfigError, load_config
-from watermon.config.qc import Checks, Consistency
+from watermon.config.qc import Checks, Consistency, PeriodAgreement
 from watermon.periods import Aggregation
 from watermon.qc import checks as C
 from watermon.qc import relations as R
@@ -158,3 +158,41 @@ def test_bad_qc_configuration_names_file_and_key(tmp_path, edit, key) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     assert err.value.file.endswith("qc.yaml") and err.value.key.startswith(key), str(err.value)
+
+
+def test_period_values_know_the_calendar_and_coverage() -> None:
+    starts = np.array(["2026-01-21", "2026-02-21", "2024-02-26", "2026-02-01"], dtype="datetime64[D]")
+    assert R.period_lengths(starts[:2], "decade").tolist() == [11, 8]
+    assert R.period_lengths(starts[2:3], "pentad").tolist() == [4]  # 26-29 February of a leap year
+    assert R.period_lengths(starts[3:], "month").tolist() == [28]
+    days = np.arange(np.datetime64("2026-02-01"), np.datetime64("2026-03-01"))
+    rain = np.full(days.size, 2.0)
+    rain[12:15] = np.nan  # 3 of the 10 days of the second decade unreported
+    got = R.period_values(_data("P", days.astype("datetime64[s]"), rain, Aggregation.DAILY_SUM), "decade", True, 0.8)
+    assert got[0].tolist() == [np.datetime64("2026-02-01").item(), np.datetime64("2026-02-11").item(),
+                               np.datetime64("2026-02-21").item()]
+    assert got[1][0] == 20.0 and np.isnan(got[1][1]) and got[1][2] == 16.0  # the last decade has 8 days
+
+
+def test_a_decade_mean_contradicted_by_the_readings_flags_both() -> None:
+    t = hourly(24 * 40)  # 4 decades of hourly readings from 1 April
+    q = 50 + 5 * np.sin(np.arange(t.size) / 300)
+    readings = _data("S", t, q)
+    labels = np.unique(R.period_starts(t.astype("datetime64[D]"), "decade")).astype("datetime64[s]")
+    means = R.period_values(readings, "decade", False, 0.8)[1]
+    stored = means.copy()
+    stored[1] *= 1.1  # the agency's second decade 10 % above its own readings
+    stored[2] += 1.0  # within 3 % + 0.5
+    decades = _data("S", labels, stored, Aggregation.DECADE_MEAN)
+    p = PeriodAgreement(tolerance_relative=0.03, tolerance_absolute=0.5)
+    v = R.stored_period_check(decades, readings, p)
+    assert v.mask.tolist() == [False, True, False, False]
+    assert v.score[1] == pytest.approx(means[1]) and v.params["compared_with"] == "instantaneous"
+    f = R.finer_check(readings, decades, p)
+    flagged = np.unique(t[f.mask].astype("datetime64[D]"))
+    assert flagged[0] == np.datetime64("2026-04-11") and flagged[-1] == np.datetime64("2026-04-20") and flagged.size == 10
+    assert np.all(f.score[f.mask] == stored[1])
+    # readings that cover under 80 % of a decade (7 days of the second) are not compared
+    for days, second in ((18, True), (17, False)):
+        part = _data("S", t[: 24 * days], q[: 24 * days])
+        assert R.stored_period_check(decades, part, p).mask.tolist() == [False, second, False, False]

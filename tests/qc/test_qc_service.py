@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +286,68 @@ def test_cli_run_report_override_and_flags(faulty, engine, config, db_url, monke
                  "--reason", " "]) == 2
     assert "needs a reason" in capsys.readouterr().err
     assert main(["qc", "report", "--station", "NOPE"]) == 2
+
+
+def _archive_csv(path: Path, station: str, decades: dict[str, float]) -> Path:
+    """Uzhydromet archive rows: decade means dated on the decade's last day."""
+    rows = [f"{end},{v},0,m3s,Q,{station},x,Chatkal,Chirchik,dec" for end, v in decades.items()]
+    path.write_text("date,data,norm,units,type,code,station,river,basin,resolution\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _daily_csv(path: Path, station: str, first: str, values: np.ndarray) -> Path:
+    days = np.arange(np.datetime64(first), np.datetime64(first) + values.size)
+    path.write_text("date,data,code,units\n" + "".join(f"{d},{v},{station},m3/s\n" for d, v in zip(days, values, strict=True)))
+    return path
+
+
+def test_decade_means_and_daily_values_that_disagree_are_both_flagged(tmp_path, engine, config) -> None:
+    """The check runs again on the decade means when the daily values arrive later (and the other way round)."""
+    daily = np.round(40 + np.arange(30) * 0.5, 1)  # 1-30 April
+    means = [float(daily[i:i + 10].mean()) for i in (0, 10, 20)]
+    decades = {"2026-04-10": means[0], "2026-04-20": round(means[1] * 1.2, 1), "2026-04-30": round(means[2], 1)}
+    ingest_file(engine, config, "uz-hydromet-archive", _archive_csv(tmp_path / "dec.csv", "16279", decades))
+    run_qc(engine, config)
+    assert flags_of(engine, "aggregation") == []
+    ingest_file(engine, config, "uz-hydromet-archive", _daily_csv(tmp_path / "day.csv", "16279", "2026-04-01", daily))
+    run_qc(engine, config)
+    flags = flags_of(engine, "aggregation")
+    with engine.connect() as conn:
+        agg = {sid: str(r.aggregation) for sid, r in series_refs(conn, ["16279"]).items()}
+    by = {a: sorted(r[1].date().isoformat() for r in flags if agg[r[0]] == a) for a in ("decade_mean", "daily_mean")}
+    assert by["decade_mean"] == ["2026-04-11"]
+    assert by["daily_mean"] == [f"2026-04-{d}" for d in range(11, 21)]
+    detail = next(json.loads(r[5]) for r in flags if agg[r[0]] == "decade_mean")
+    assert detail["compared_with"] == "daily_mean" and detail["score"] == pytest.approx(means[1])
+    with engine.connect() as conn:
+        ref = next(r for r in series_refs(conn, ["16279"]).values() if r.aggregation == "decade_mean")
+        levels = effective_levels(conn, load_series(conn, ref))
+    assert list(levels) == ["good", "suspect", "good"]
+
+
+def test_the_real_daily_file_contradicts_the_archive(shared_data, engine, config) -> None:
+    """charvak_chatkal_daily_1965_1967.csv against the decade archive, as QC finds it: its
+    "Charvak" series (stored as 16294, the Charvak inflow, by the source's station map) is
+    0.57 x the archive's 16294 decade means, and its 16279 is 0.90 x the archive's 16279
+    (its "Charvak" decade means are the archive's 16279 to 0.5 m3/s in 91 of 98 decades:
+    the file's labels do not match the archive's stations)."""
+    archive = shared_data / "chirchik"
+    for name in ("chirchik_uzhydromet.csv", "charvak_chatkal_daily_1965_1967.csv"):
+        ingest_file(engine, config, "uz-hydromet-archive", archive / name)
+    run_qc(engine, config)
+    with engine.connect() as conn:
+        refs = {sid: r for sid, r in series_refs(conn, ["16279", "16294"]).items()}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for sid, t, check, _, level, detail in flags_of(engine, "aggregation"):
+        ref = refs[sid]
+        assert level == "suspect" and date(1965, 1, 1) <= t.date() <= date(1967, 9, 30)
+        if ref.aggregation == "decade_mean":
+            d = json.loads(detail)
+            ratios.setdefault((ref.station, "decade"), []).append(d["score"] / d["value"])
+        else:
+            ratios.setdefault((ref.station, "daily"), []).append(1.0)
+    counts = {k: len(v) for k, v in ratios.items()}
+    assert counts[("16294", "decade")] == 97 and counts[("16279", "decade")] == 84
+    assert counts[("16294", "daily")] == 983 and counts[("16279", "daily")] == 854
+    assert np.median(ratios[("16294", "decade")]) == pytest.approx(0.566, abs=0.01)
+    assert np.median(ratios[("16279", "decade")]) == pytest.approx(0.90, abs=0.01)

@@ -73,6 +73,18 @@ class Gaps(_Strict):
     tolerance: float = Field(1.5, ge=1, description="a gap is an interval longer than this x the cadence")
 
 
+class PeriodAgreement(_Strict):
+    """A stored pentad, decade or month value against the same station's readings or daily
+    values over that period: two deliveries of one river that disagree (a mislabelled
+    file, a revised rating table) are both doubtful until a hydrologist decides."""
+
+    tolerance_relative: float = Field(0.03, ge=0, description="share of the larger value they may differ by")
+    tolerance_absolute: float = Field(0.0, ge=0, description="plus this, canonical unit (rounding; temperatures)")
+    min_coverage: float = Field(
+        0.8, gt=0, le=1, description="share of the period's days the finer values must cover to be compared"
+    )
+
+
 class Checks(_Strict):
     """The checks applied to one series."""
 
@@ -81,6 +93,7 @@ class Checks(_Strict):
     flatline: Flatline | None = Flatline()
     rate_of_change: RateOfChange | None = None
     gaps: Gaps | None = Gaps()
+    aggregation: PeriodAgreement | None = PeriodAgreement()
 
 
 class WaterBalance(_Strict):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 import watermon
 from watermon.config import BasinConfig
-from watermon.config.qc import Checks
+from watermon.config.qc import Checks, PeriodAgreement
 from watermon.db.schema import IngestBatch, Observation, QcBatch, QcFlag, QcRun
 from watermon.flags import Flag
 from watermon.qc import relations as R
@@ -154,6 +155,13 @@ def _groups(config: BasinConfig, refs: dict[int, SeriesRef]) -> list[list[int]]:
     for rule in config.qc.consistency:
         members = [(rule.station, rule.variable)] + [(c, v) for c, v, _ in R.upstream_of(config, rule)]
         groups.append([s for key in members for s in index.get(key, [])])
+    for (station, variable), sids in index.items():  # period values and the readings they summarise
+        if config.qc.checks(station, variable).aggregation is None:
+            continue
+        for kind, finer in R.FINER.items():
+            stored = [s for s in sids if R.STORED.get(refs[s].aggregation) == kind]
+            if stored:
+                groups.append(stored + [s for s in sids if refs[s].aggregation in finer])
     return [g for g in groups if len(g) > 1]
 
 
@@ -205,7 +213,7 @@ def _check_one(conn: Connection, config: BasinConfig, refs: dict[int, SeriesRef]
     for verdict in _cross_checks(conn, config, refs, ref, data, start):
         for i in np.flatnonzero(verdict.mask[first:]) + first:
             rows.append(_row(data, i, verdict.check, Flag.SUSPECT, run_id,
-                             {**verdict.params, "score": _num(verdict.score[i])}))
+                             {**verdict.params, "value": _num(data.values[i]), "score": _num(verdict.score[i])}))
     if config.qc.conflicts is not None:
         rows.extend(_conflict_rows(conn, data, write_from, config.qc.conflicts.tolerance_relative, run_id))
     since_np = data.times[first] if write_from is None else _np_time(write_from)
@@ -278,12 +286,13 @@ def _cross_checks(conn: Connection, config: BasinConfig, refs: dict[int, SeriesR
     """Cross-series verdicts on this series (volumes by balance and curve; network consistency)."""
     out: list[R.Verdict] = []
 
-    def partner(station: str, variable: str, aggregations: tuple[str, ...]) -> SeriesData | None:
+    def partner(station: str, variable: str, aggregations: tuple[str, ...],
+                pad: timedelta | None = None) -> SeriesData | None:
         """The partner series in the first of ``aggregations`` that exists."""
         for aggregation in aggregations:
             for r in refs.values():
                 if (r.station, r.variable, r.aggregation) == (station, variable, aggregation):
-                    return load_series(conn, r, to_datetime(data.times[0]) - _pad(ref))
+                    return load_series(conn, r, to_datetime(data.times[0]) - (pad or _pad(ref)))
         return None
 
     if ref.variable == "reservoir_volume" and config.qc.water_balance is not None:
@@ -299,6 +308,9 @@ def _cross_checks(conn: Connection, config: BasinConfig, refs: dict[int, SeriesR
             if level is not None:
                 v = R.level_volume(level, data, res, p)
                 out += [v] if v is not None else []
+    agreement = config.qc.checks(ref.station, ref.variable).aggregation
+    if agreement is not None:
+        out += _period_agreement(ref, data, partner, agreement)
     for rule in config.qc.consistency:
         if rule.station != ref.station or rule.variable != ref.variable:
             continue
@@ -314,6 +326,27 @@ def _cross_checks(conn: Connection, config: BasinConfig, refs: dict[int, SeriesR
             v = R.consistency(data, parts, rule)
             out += [v] if v is not None else []
     return out
+
+
+def _period_agreement(ref: SeriesRef, data: SeriesData, partner: Callable[..., SeriesData | None],
+                      p: PeriodAgreement) -> list[R.Verdict]:
+    """A stored period series against each finer series of the station's variable, or a finer
+    series against each stored period series."""
+    verdicts: list[R.Verdict | None] = []
+    if ref.aggregation in R.STORED:
+        for agg in R.FINER[R.STORED[ref.aggregation]]:
+            finer = partner(ref.station, ref.variable, (agg,))
+            if finer is not None:
+                verdicts.append(R.stored_period_check(data, finer, p))
+    else:
+        stored = [(agg, kind) for agg, kind in R.STORED.items() if ref.aggregation in R.FINER[kind]]
+        # the series itself from the start of the longest period its first values may fall in
+        whole = partner(ref.station, ref.variable, (ref.aggregation,), timedelta(days=31)) if stored else None
+        for agg, _ in stored:
+            period = partner(ref.station, ref.variable, (agg,))
+            if period is not None:
+                verdicts.append(R.finer_check(data, period, p, whole))
+    return [v for v in verdicts if v is not None]
 
 
 def _pad(ref: SeriesRef) -> timedelta:

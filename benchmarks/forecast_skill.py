@@ -54,7 +54,10 @@ decade's): the observed anomaly of the meteo stations' mean temperature (against
 period's mean over earlier years), standardised per period of the year, times ``r``, plus
 independent noise of weight ``sqrt(1 - r^2)`` (correlation ``r`` with what happened;
 ``r = 1`` is the observed temperature itself). The recorded ARX (``SELECTED``) is hindcast
-on 1991-2015 with and without it, five noise draws per ``r``.
+on 1991-2015 with and without it, five noise draws per ``r``. And, from the daily file
+(1965-1967), what the flow on the day of issue knows that the decade mean does not: the
+S/sigma_delta of the last day's flow, and of the last decade's mean, as the forecast of
+the next decade's mean (sigma_delta, as always, from the last decade's mean).
 
 s/sigma_delta (the Nastavlenie's criterion, ``metrics.s_over_sigma_delta``):
 S = sqrt(sum (Q_obs - Q_fc)^2 / (n - 1)), sigma_delta = the standard deviation (n - 1) of
@@ -78,7 +81,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from watermon.forecast.base import Problem  # noqa: E402
-from watermon.forecast.dataset import load_chirchik, load_chirchik_daily, period_of_year  # noqa: E402
+from watermon.forecast.dataset import (  # noqa: E402
+    load_chirchik,
+    load_chirchik_daily,
+    period_of_year,
+    period_start,
+)
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
 from watermon.forecast.models.arx import candidate_predictors  # noqa: E402
 from watermon.forecast.models.blend import select_blend  # noqa: E402
@@ -343,6 +351,26 @@ def outlook_sensitivity(shared: Path) -> list[str]:
     return lines
 
 
+def issue_day_persistence(shared: Path) -> dict[str, tuple[int, float, float]]:
+    """Per series of the daily file: decades scored, and the lead-1 S/sigma_delta of the last
+    decade's mean and of the last day's flow taken as the next decade's mean."""
+    day = load_chirchik_daily(shared / "chirchik")
+    out = {}
+    for station in day.station.values:
+        q = day.discharge.sel(station=station).values
+        starts = period_start(day.time.values, "decade")
+        _, idx = np.unique(starts, return_index=True)
+        ends = np.r_[idx[1:], q.size]
+        means = np.array([np.nanmean(q[a:b]) if np.isfinite(q[a:b]).sum() >= 8 else np.nan
+                          for a, b in zip(idx, ends, strict=True)])
+        last = q[ends - 1]
+        obs, mean_before, last_before = means[1:], means[:-1], last[:-1]
+        ok = np.isfinite(obs) & np.isfinite(mean_before) & np.isfinite(last_before)
+        s = [float(s_over_sigma_delta(obs[ok], fc[ok], mean_before[ok])) for fc in (mean_before, last_before)]
+        out[str(station)] = (int(ok.sum()), s[0], s[1])
+    return out
+
+
 def run(case: Case) -> tuple[dict[str, Hindcast], dict[str, xr.Dataset]]:
     hc: dict[str, Hindcast] = {}
     for m in MODELS:
@@ -424,6 +452,10 @@ def main() -> int:
     t0 = time.perf_counter()
     if args.outlook:
         print("\n".join(outlook_sensitivity(args.data)))
+        print()
+        print("| daily file series | decades | last decade's mean | last day's flow |\n|---|---|---|---|")
+        for station, (n, decade_mean, last_day) in issue_day_persistence(args.data).items():
+            print(f"| {station} | {n} | {decade_mean:.3f} | {last_day:.3f} |")
         print(f"\n(total {time.perf_counter() - t0:.0f} s)")
         return 0
     if args.snowpack:

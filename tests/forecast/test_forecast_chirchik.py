@@ -165,6 +165,15 @@ def test_a_temperature_outlook_would_help_only_a_little(decades) -> None:
         assert 0.59 < s["perfect"] < s["none"] - 0.025, (station, s)
 
 
+def test_the_flow_on_the_day_of_issue_knows_more_than_the_decade_mean(shared_data: Path) -> None:
+    """What the archive lacks (``forecast_skill.py --outlook``, second table): on the daily file,
+    the last day's flow is a better forecast of the next decade's mean than the last decade's mean."""
+    got = BENCH.issue_day_persistence(shared_data)
+    assert set(got) == {"16279", "Charvak"}
+    for n, decade_mean, last_day in got.values():
+        assert n == 96 and decade_mean >= 0.99 and last_day < 0.81
+
+
 @pytest.mark.parametrize("station", ["16279", "Charvak"])
 def test_daily_series(days, station: str) -> None:
     hc = run(days, station, "daily")

@@ -2,7 +2,8 @@
 station's period values against its own readings or daily values.
 
 Each returns, for the series it judges, a mask over that series' values plus a score
-per value (the measured imbalance or ratio) to keep in the flag's detail.
+per value (the measured imbalance or ratio; for period values, the other series' value)
+to keep in the flag's detail.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import numpy as np
 from watermon.config import BasinConfig
 from watermon.config.qc import Consistency, PeriodAgreement, WaterBalance
 from watermon.config.models import Reservoir
-from watermon.qc import checks as C
 from watermon.periods import Aggregation
+from watermon.qc import checks as C
 from watermon.qc.store import SeriesData
 
 DAY = np.timedelta64(1, "D")

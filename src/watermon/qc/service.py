@@ -339,13 +339,12 @@ def _period_agreement(ref: SeriesRef, data: SeriesData, partner: Callable[..., S
             if finer is not None:
                 verdicts.append(R.stored_period_check(data, finer, p))
     else:
-        stored = [(agg, kind) for agg, kind in R.STORED.items() if ref.aggregation in R.FINER[kind]]
-        # the series itself from the start of the longest period its first values may fall in
-        whole = partner(ref.station, ref.variable, (ref.aggregation,), timedelta(days=31)) if stored else None
-        for agg, _ in stored:
-            period = partner(ref.station, ref.variable, (agg,))
-            if period is not None:
-                verdicts.append(R.finer_check(data, period, p, whole))
+        periods = [partner(ref.station, ref.variable, (agg,)) for agg, kind in R.STORED.items()
+                   if ref.aggregation in R.FINER[kind]]
+        if any(s is not None for s in periods):
+            # the series itself from the start of the longest period its first values may fall in
+            whole = partner(ref.station, ref.variable, (ref.aggregation,), timedelta(days=31))
+            verdicts += [R.finer_check(data, s, p, whole) for s in periods if s is not None]
     return [v for v in verdicts if v is not None]
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from watermon.config import ConfigError, load_config
 from watermon.config.qc import Checks, Consistency, PeriodAgreement
+from watermon.forecast import dataset as D
 from watermon.periods import Aggregation
 from watermon.qc import checks as C
 from watermon.qc import relations as R
@@ -161,25 +162,29 @@ def test_bad_qc_configuration_names_file_and_key(tmp_path, edit, key) -> None:
 
 
 def test_period_values_know_the_calendar_and_coverage() -> None:
+    """The forecasts' calendar and resampling, which the check shares, with month means added."""
     starts = np.array(["2026-01-21", "2026-02-21", "2024-02-26", "2026-02-01"], dtype="datetime64[D]")
-    assert R.period_lengths(starts[:2], "decade").tolist() == [11, 8]
-    assert R.period_lengths(starts[2:3], "pentad").tolist() == [4]  # 26-29 February of a leap year
-    assert R.period_lengths(starts[3:], "month").tolist() == [28]
+    assert D.period_days(starts[:2], "decade").tolist() == [11, 8]
+    assert D.period_days(starts[2:3], "pentad").tolist() == [4]  # 26-29 February of a leap year
+    assert D.period_days(starts[3:], "month").tolist() == [28]
+    assert D.period_start(np.array(["2026-02-17T13:00"], dtype="datetime64[s]"), "month")[0] == starts[3]
     days = np.arange(np.datetime64("2026-02-01"), np.datetime64("2026-03-01"))
     rain = np.full(days.size, 2.0)
     rain[12:15] = np.nan  # 3 of the 10 days of the second decade unreported
-    got = R.period_values(_data("P", days.astype("datetime64[s]"), rain, Aggregation.DAILY_SUM), "decade", True, 0.8)
-    assert got[0].tolist() == [np.datetime64("2026-02-01").item(), np.datetime64("2026-02-11").item(),
-                               np.datetime64("2026-02-21").item()]
+    got = D.resample(days, rain, "decade", min_coverage=0.8, how="sum")
+    assert got[0].astype("datetime64[D]").tolist() == [np.datetime64("2026-02-01").item(),
+                                                       np.datetime64("2026-02-11").item(),
+                                                       np.datetime64("2026-02-21").item()]
     assert got[1][0] == 20.0 and np.isnan(got[1][1]) and got[1][2] == 16.0  # the last decade has 8 days
+    assert D.resample(days, rain, "month", min_coverage=0.8, how="sum")[1].tolist() == [56.0]
 
 
 def test_a_decade_mean_contradicted_by_the_readings_flags_both() -> None:
     t = hourly(24 * 40)  # 4 decades of hourly readings from 1 April
     q = 50 + 5 * np.sin(np.arange(t.size) / 300)
     readings = _data("S", t, q)
-    labels = np.unique(R.period_starts(t.astype("datetime64[D]"), "decade")).astype("datetime64[s]")
-    means = R.period_values(readings, "decade", False, 0.8)[1]
+    labels = np.unique(D.period_start(t, "decade")).astype("datetime64[s]")
+    means = D.resample(t, q, "decade")[1]
     stored = means.copy()
     stored[1] *= 1.1  # the agency's second decade 10 % above its own readings
     stored[2] += 1.0  # within 3 % + 0.5

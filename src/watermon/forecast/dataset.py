@@ -31,6 +31,9 @@ import xarray as xr
 from watermon.forecast.base import Step
 
 STEPS: tuple[str, ...] = ("daily", "pentad", "decade")
+CALENDAR = (*STEPS, "month")
+"""periods the calendar functions and :func:`resample` know (forecasts use ``STEPS``; QC
+compares stored month means too)"""
 N_PERIODS = {"daily": 366, "pentad": 72, "decade": 36}
 """periods in a year per step"""
 PER_MONTH = {"pentad": 6, "decade": 3}
@@ -45,9 +48,9 @@ _DAY = np.timedelta64(1, "D")
 _LEAP_MONTH_START = np.cumsum([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30])
 
 
-def _check_step(step: str) -> None:
-    if step not in STEPS:
-        raise ValueError(f"unknown step {step!r}; one of {', '.join(STEPS)}")
+def _check_step(step: str, known: tuple[str, ...] = STEPS) -> None:
+    if step not in known:
+        raise ValueError(f"unknown step {step!r}; one of {', '.join(known)}")
 
 
 def as_times(values: Any) -> np.ndarray:
@@ -75,10 +78,12 @@ def _month_days(times: np.ndarray) -> np.ndarray:
 
 def period_start(times: Any, step: str) -> np.ndarray:
     """Start (label) of the period of ``step`` that contains each time."""
-    _check_step(step)
+    _check_step(step, CALENDAR)
     days = as_times(times).astype("datetime64[D]")
     if step == "daily":
         return days.astype("datetime64[ns]")
+    if step == "month":
+        return days.astype("datetime64[M]").astype("datetime64[ns]")
     _, _, d = _ymd(days)
     size = 10 if step == "decade" else 5
     first = np.minimum((d - 1) // size, PER_MONTH[step] - 1) * size + 1
@@ -98,10 +103,12 @@ def period_of_year(times: Any, step: str) -> np.ndarray:
 
 def period_days(starts: Any, step: str) -> np.ndarray:
     """Length in days of the periods that start at ``starts``."""
-    _check_step(step)
+    _check_step(step, CALENDAR)
     starts = as_times(starts)
     if step == "daily":
         return np.ones(starts.shape, dtype=np.int64)
+    if step == "month":
+        return _month_days(starts)
     _, _, d = _ymd(starts)
     size = 10 if step == "decade" else 5
     last_start = (PER_MONTH[step] - 1) * size + 1
@@ -117,7 +124,7 @@ def next_start(starts: Any, step: str) -> np.ndarray:
 def period_starts(first: Any, last: Any, step: str) -> np.ndarray:
     """Starts of every period that begins between ``first`` (snapped back to its period's
     start) and ``last`` inclusive: the step's regular grid."""
-    _check_step(step)
+    _check_step(step, CALENDAR)
     a = period_start(first, step)[0]
     b = as_times(last)[0]
     if b < a:
@@ -126,6 +133,8 @@ def period_starts(first: Any, last: Any, step: str) -> np.ndarray:
     if step == "daily":
         return days.astype("datetime64[ns]")
     _, _, d = _ymd(days)
+    if step == "month":
+        return days[d == 1].astype("datetime64[ns]")
     size = 10 if step == "decade" else 5
     keep = ((d - 1) % size == 0) & (d <= (PER_MONTH[step] - 1) * size + 1)
     return days[keep].astype("datetime64[ns]")
@@ -154,7 +163,7 @@ def accepted_mask(levels: Sequence[str] | np.ndarray, accepted: Iterable[str] = 
 def resample(
     times: Any,
     values: Any,
-    step: Step,
+    step: str,
     *,
     accepted: Any = None,
     levels: Any = None,
@@ -163,7 +172,7 @@ def resample(
     first: Any = None,
     last: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Period means (``how="mean"``) or totals (``"sum"``) of ``step`` from stored values.
+    """Period means (``how="mean"``) or totals (``"sum"``) of ``step`` (one of ``CALENDAR``) from stored values.
 
     ``values`` are readings at ``times`` (daily means, or several readings a day:
     those are averaged per UTC day first), shape ``(..., n)`` for several series on the

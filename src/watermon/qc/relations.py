@@ -15,6 +15,7 @@ import numpy as np
 from watermon.config import BasinConfig
 from watermon.config.qc import Consistency, PeriodAgreement, WaterBalance
 from watermon.config.models import Reservoir
+from watermon.forecast import dataset as D
 from watermon.periods import Aggregation
 from watermon.qc import checks as C
 from watermon.qc.store import SeriesData
@@ -137,52 +138,18 @@ STORED = {
     Aggregation.PENTAD_MEAN: "mean", Aggregation.DECADE_MEAN: "mean", Aggregation.MONTH_MEAN: "mean",
     Aggregation.PENTAD_SUM: "sum", Aggregation.DECADE_SUM: "sum", Aggregation.MONTH_SUM: "sum",
 }
-_SPLIT = {"pentad": (5, 6), "decade": (10, 3)}
-"""days per period and periods per month (the last one runs to the month's end)"""
-
-
-def period_starts(days: np.ndarray, period: str) -> np.ndarray:
-    """First day of the pentad, decade or month holding each day (``datetime64[D]``)."""
-    month = days.astype("datetime64[M]").astype("datetime64[D]")
-    if period == "month":
-        return month
-    size, count = _SPLIT[period]
-    return month + np.minimum((days - month).astype(np.int64) // size, count - 1) * size
-
-
-def period_lengths(starts: np.ndarray, period: str) -> np.ndarray:
-    """Days in the pentads, decades or months that begin on ``starts``."""
-    month = starts.astype("datetime64[M]")
-    to_month_end = ((month + 1).astype("datetime64[D]") - starts).astype(np.int64)
-    if period == "month":
-        return to_month_end
-    size, count = _SPLIT[period]
-    last = (starts - month.astype("datetime64[D]")).astype(np.int64) == (count - 1) * size
-    return np.where(last, to_month_end, size)
-
-
-def period_values(finer: SeriesData, period: str, total: bool, min_coverage: float) -> tuple[np.ndarray, np.ndarray]:
-    """(period starts, mean or total of the finer values per period): readings are averaged per
-    UTC day first; a period needs ``min_coverage`` of its days (a total counts missing days
-    at the mean of the others), else NaN."""
-    ok = np.isfinite(finer.values)
-    days, inv = np.unique(finer.times[ok].astype("datetime64[D]"), return_inverse=True)
-    day_values = np.bincount(inv, weights=finer.values[ok]) / np.bincount(inv)
-    starts, pinv = np.unique(period_starts(days, period), return_inverse=True)
-    covered = np.bincount(pinv, minlength=starts.size)
-    mean = np.bincount(pinv, weights=day_values, minlength=starts.size) / np.maximum(covered, 1)
-    length = period_lengths(starts, period)
-    return starts, np.where(covered >= min_coverage * length, mean * length if total else mean, np.nan)
 
 
 def period_disagreement(stored: SeriesData, finer: SeriesData, p: PeriodAgreement) -> tuple[np.ndarray, np.ndarray]:
     """Per stored period value: what the finer values give for its period (NaN where they do
     not cover it), and whether the two differ by more than the tolerance."""
     agg = stored.ref.aggregation
-    starts, values = period_values(finer, agg.period, STORED[agg] == "sum", p.min_coverage)
+    # readings are averaged per UTC day first; a total counts missing days at the others' mean
+    starts, values, _ = D.resample(finer.times, finer.values, agg.period, min_coverage=p.min_coverage,
+                                   how=STORED[agg])
     if starts.size == 0:
         return np.full(stored.times.size, np.nan), np.zeros(stored.times.size, dtype=bool)
-    other = _lookup(starts, values, stored.times.astype("datetime64[D]"))
+    other = _lookup(starts.astype("datetime64[D]"), values, stored.times.astype("datetime64[D]"))
     a = stored.values
     with np.errstate(invalid="ignore"):
         bad = np.abs(a - other) > p.tolerance_absolute + p.tolerance_relative * np.maximum(np.abs(a), np.abs(other))
@@ -207,7 +174,7 @@ def finer_check(target: SeriesData, stored: SeriesData, p: PeriodAgreement,
         return None
     _, bad = period_disagreement(stored, whole, p)
     label = stored.times.astype("datetime64[D]")
-    starts = period_starts(target.times.astype("datetime64[D]"), stored.ref.aggregation.period)
+    starts = D.period_start(target.times, stored.ref.aggregation.period).astype("datetime64[D]")
     stored_value = _lookup(label, stored.values, starts)
     mask = _lookup(label, bad.astype(np.float64), starts) == 1.0
     return Verdict("aggregation", mask, stored_value, _agreement_params(stored, p))

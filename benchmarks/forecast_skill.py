@@ -86,6 +86,7 @@ from watermon.forecast.dataset import (  # noqa: E402
     load_chirchik_daily,
     period_of_year,
     period_start,
+    resample,
 )
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
 from watermon.forecast.models.arx import candidate_predictors  # noqa: E402
@@ -358,12 +359,9 @@ def issue_day_persistence(shared: Path) -> dict[str, tuple[int, float, float]]:
     out = {}
     for station in day.station.values:
         q = day.discharge.sel(station=station).values
-        starts = period_start(day.time.values, "decade")
-        _, idx = np.unique(starts, return_index=True)
-        ends = np.r_[idx[1:], q.size]
-        means = np.array([np.nanmean(q[a:b]) if np.isfinite(q[a:b]).sum() >= 8 else np.nan
-                          for a, b in zip(idx, ends, strict=True)])
-        last = q[ends - 1]
+        _, means, _ = resample(day.time.values, q, "decade")  # NaN below 80 % of the days
+        _, first = np.unique(period_start(day.time.values, "decade"), return_index=True)
+        last = q[np.r_[first[1:], q.size] - 1]
         obs, mean_before, last_before = means[1:], means[:-1], last[:-1]
         ok = np.isfinite(obs) & np.isfinite(mean_before) & np.isfinite(last_before)
         s = [float(s_over_sigma_delta(obs[ok], fc[ok], mean_before[ok])) for fc in (mean_before, last_before)]

@@ -82,11 +82,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from watermon.forecast.base import Problem  # noqa: E402
 from watermon.forecast.dataset import (  # noqa: E402
+    from_series,
+    last_day,
     load_chirchik,
     load_chirchik_daily,
     period_of_year,
-    period_start,
-    resample,
 )
 from watermon.forecast.hindcast import Hindcast, hindcast, score, select_predictors  # noqa: E402
 from watermon.forecast.models.arx import candidate_predictors  # noqa: E402
@@ -352,20 +352,65 @@ def outlook_sensitivity(shared: Path) -> list[str]:
     return lines
 
 
+def _issue_day(shared: Path) -> tuple[xr.Dataset, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The daily file as decade means, and per series its decades' starts and last days."""
+    day = load_chirchik_daily(shared / "chirchik")
+    dec = from_series({(str(s), "discharge"): (day.time.values, day.discharge.sel(station=s).values)
+                       for s in day.station.values}, "decade")  # NaN below 80 % of the days
+    last = {str(s): last_day(day.time.values, day.discharge.sel(station=s).values, "decade")
+            for s in day.station.values}
+    return dec, last
+
+
 def issue_day_persistence(shared: Path) -> dict[str, tuple[int, float, float]]:
     """Per series of the daily file: decades scored, and the lead-1 S/sigma_delta of the last
     decade's mean and of the last day's flow taken as the next decade's mean."""
-    day = load_chirchik_daily(shared / "chirchik")
+    dec, last = _issue_day(shared)
     out = {}
-    for station in day.station.values:
-        q = day.discharge.sel(station=station).values
-        _, means, _ = resample(day.time.values, q, "decade")  # NaN below 80 % of the days
-        _, first = np.unique(period_start(day.time.values, "decade"), return_index=True)
-        last = q[np.r_[first[1:], q.size] - 1]
-        obs, mean_before, last_before = means[1:], means[:-1], last[:-1]
+    for station, (_, last_days) in last.items():
+        means = dec.discharge.sel(station=station).values
+        obs, mean_before, last_before = means[1:], means[:-1], last_days[:-1]
         ok = np.isfinite(obs) & np.isfinite(mean_before) & np.isfinite(last_before)
         s = [float(s_over_sigma_delta(obs[ok], fc[ok], mean_before[ok])) for fc in (mean_before, last_before)]
-        out[str(station)] = (int(ok.sum()), s[0], s[1])
+        out[station] = (int(ok.sum()), s[0], s[1])
+    return out
+
+
+ISSUE_DAY_TARGET = "16279"
+"""the archive series whose 1965-1967 decades the daily file's series stand beside"""
+
+
+def issue_day_gain(shared: Path) -> dict[str, tuple[int, float, float]]:
+    """What the flow on the day before the issue adds to the recorded decade ARX of 16279.
+
+    The ARX is hindcast on the archive over 1965-1967 (refit yearly, trained from 1935).
+    Each daily file series gives, at each issue, its last day's departure from its last
+    decade's mean, scaled to the archive by the ratio of the two decade means; one pooled
+    coefficient on the ARX's lead-1 errors is fitted on two of the three years and applied to
+    the third (leave one year out). Returns per daily series: decades scored, lead-1
+    S/sigma_delta of the ARX and of the ARX with the day's correction.
+    """
+    archive = load_chirchik(shared / "chirchik")
+    p = Problem(ISSUE_DAY_TARGET, "decade", 3, upstream=DECADE[ISSUE_DAY_TARGET], meteo=METEO,
+                options=_ARX[("decade", ISSUE_DAY_TARGET)])
+    h = hindcast("arx", archive, p, "1965-01-01", "1968-01-01", train_from="1935-01-01", quantiles=False)
+    issues = h.forecast.issue_time.values
+    fc, obs, before = h.forecast.sel(lead=1).values, h.observed.sel(lead=1).values, h.last_observed.values
+    years = issues.astype("datetime64[Y]")
+    dec, last = _issue_day(shared)
+    out = {}
+    for station, (starts, last_days) in last.items():
+        idx = np.searchsorted(starts, issues) - 1  # the decade that ended the day before each issue
+        mean = dec.discharge.sel(station=station).values[idx]
+        x = (last_days[idx] - mean) * before / mean
+        ok = np.isfinite(x) & np.isfinite(fc) & np.isfinite(obs) & np.isfinite(before)
+        err = obs - fc
+        corrected = fc.copy()
+        for y in np.unique(years[ok]):
+            train, test = ok & (years != y), ok & (years == y)
+            corrected[test] += np.sum(x[train] * err[train]) / np.sum(x[train] ** 2) * x[test]
+        out[station] = (int(ok.sum()), float(s_over_sigma_delta(obs[ok], fc[ok], before[ok])),
+                        float(s_over_sigma_delta(obs[ok], corrected[ok], before[ok])))
     return out
 
 
@@ -452,8 +497,12 @@ def main() -> int:
         print("\n".join(outlook_sensitivity(args.data)))
         print()
         print("| daily file series | decades | last decade's mean | last day's flow |\n|---|---|---|---|")
-        for station, (n, decade_mean, last_day) in issue_day_persistence(args.data).items():
-            print(f"| {station} | {n} | {decade_mean:.3f} | {last_day:.3f} |")
+        for station, (n, decade_mean, last) in issue_day_persistence(args.data).items():
+            print(f"| {station} | {n} | {decade_mean:.3f} | {last:.3f} |")
+        print(f"\n| daily file series as the day before the issue | decades | archive {ISSUE_DAY_TARGET}: "
+              "recorded ARX | ARX + the day (leave one year out) |\n|---|---|---|---|")
+        for station, (n, arx, corrected) in issue_day_gain(args.data).items():
+            print(f"| {station} | {n} | {arx:.3f} | {corrected:.3f} |")
         print(f"\n(total {time.perf_counter() - t0:.0f} s)")
         return 0
     if args.snowpack:

@@ -174,6 +174,16 @@ def test_the_flow_on_the_day_of_issue_knows_more_than_the_decade_mean(shared_dat
         assert n == 96 and decade_mean >= 0.99 and last_day < 0.81
 
 
+def test_the_day_before_the_issue_lowers_the_decade_arx_error(shared_data: Path) -> None:
+    """``forecast_skill.py --outlook``, third table: the daily file's last day before each issue,
+    as a pooled correction of the recorded ARX of the archive's 16279 (leave one year out)."""
+    got = BENCH.issue_day_gain(shared_data)
+    assert set(got) == {"16279", "Charvak"}
+    for n, arx, corrected in got.values():
+        assert n == 97 and 0.62 < arx < 0.65 and corrected < arx - 0.015
+    assert got["16279"][2] < 0.6  # the file's own 16279; its "Charvak" is the archive's 16279 by decade means
+
+
 @pytest.mark.parametrize("station", ["16279", "Charvak"])
 def test_daily_series(days, station: str) -> None:
     hc = run(days, station, "daily")

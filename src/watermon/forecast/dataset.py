@@ -237,6 +237,41 @@ def resample(
     return starts, out.reshape(*lead_shape, starts.size), cov.reshape(*lead_shape, starts.size)
 
 
+LAST_DAY = "_last_day"
+"""suffix of a variable that holds, per period, the daily mean of the period's *last day*
+(``discharge_last_day``): what a decade forecast issued the next morning starts from"""
+
+
+def last_day(
+    times: Any,
+    values: Any,
+    step: str,
+    *,
+    accepted: Any = None,
+    levels: Any = None,
+    first: Any = None,
+    last: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The daily mean of the last day of each ``step`` period, from readings or daily values.
+
+    Hydromets issue pentad and decade forecasts from the flow of the day before the issue,
+    which a period mean smooths away. Accepted values only (as :func:`resample`); NaN where
+    the period's last day has none. Returns ``(starts, values (..., periods))`` on the grid
+    ``first``..``last`` (default the values' own span).
+    """
+    _check_step(step, CALENDAR)
+    t = as_times(times)
+    v = np.asarray(values, dtype=np.float64)
+    if t.size == 0 and (first is None or last is None):
+        return np.zeros(0, "datetime64[ns]"), np.zeros((*v.shape[:-1], 0))
+    lo = period_start(t.min() if first is None else as_times(first)[0], step)[0]
+    hi = t.max() if last is None else as_times(last)[0]
+    starts = period_starts(lo, hi, step)
+    ends = next_start(starts, step) - _DAY
+    days, daily, _ = resample(t, v, "daily", accepted=accepted, levels=levels, first=lo, last=ends[-1])
+    return starts, daily[..., np.searchsorted(days, ends)]
+
+
 # --------------------------------------------------------------------------------------
 # The Dataset
 # --------------------------------------------------------------------------------------
@@ -292,6 +327,8 @@ def from_series(
     Each series is resampled to ``step`` with :func:`resample` (precipitation totalled,
     everything else averaged); the third element, when given, is the QC levels (strings)
     or a boolean ``accepted`` mask. The grid spans all series (or ``first``..``last``).
+    A variable named ``<variable>_last_day`` (:data:`LAST_DAY`) takes each period's last day
+    (:func:`last_day`) of the daily values given for it.
     """
     if not series:
         raise ValueError("no series")
@@ -309,8 +346,11 @@ def from_series(
         if qc is not None:
             qc_arr = np.asarray(qc)
             kw["accepted" if qc_arr.dtype == bool else "levels"] = qc_arr
-        _, vals, _ = resample(times, values, step, min_coverage=min_coverage, first=grid[0], last=grid[-1],
-                              how="sum" if variable in TOTALLED else "mean", **kw)
+        if variable.endswith(LAST_DAY):
+            _, vals = last_day(times, values, step, first=grid[0], last=grid[-1], **kw)
+        else:
+            _, vals, _ = resample(times, values, step, min_coverage=min_coverage, first=grid[0], last=grid[-1],
+                                  how="sum" if variable in TOTALLED else "mean", **kw)
         arrays[variable][stations.index(station)] = vals
     return build_dataset(arrays, stations, grid, step)
 

@@ -77,12 +77,26 @@ def _needed(config: BasinConfig, entry: Entry) -> list[tuple[str, str]]:
         out += [(code, "precipitation"), (code, "air_temperature")]
     if entry.model == "reservoir":
         out += [(entry.station, v) for v in RESERVOIR_VARIABLES]
+    if _uses_last_day(entry.options):
+        out.append((entry.station, entry.variable + D.LAST_DAY))
     return list(dict.fromkeys(out))
+
+
+def _uses_last_day(options: Any) -> bool:
+    """Whether the options (a blend's members' included) name the ARX predictor ``flow_last_day``."""
+    if isinstance(options, dict):
+        if "flow_last_day" in [str(t) for t in options.get("predictors") or ()]:
+            return True
+        options = list(options.values())
+    return isinstance(options, list) and any(_uses_last_day(o) for o in options)
 
 
 def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[str, str]], step: str,
                 before: np.datetime64, *, observed_before: datetime | None = None) -> xr.Dataset:
     """Period means of the wanted (station, variable) series from the database, before ``before``.
+
+    A wanted ``<variable>_last_day`` (:data:`~watermon.forecast.dataset.LAST_DAY`) is each
+    period's last day, from the stored readings and daily means of ``variable``.
 
     ``observed_before`` (the issue time) bounds the readings themselves, so a run issued
     mid-period sees that period only as far as it had been observed, and a re-run of a past
@@ -100,10 +114,11 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
     means: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for key in wanted:
         station = config.station(key[0])
-        if key[1] not in station.variables:
+        base = key[1].removesuffix(D.LAST_DAY)
+        if base not in station.variables:
             continue
         stored, finer = None, []
-        for ref in by_key.get(key, []):
+        for ref in by_key.get((key[0], base), []):
             data = load_series(conn, ref, end=end)
             if data.times.size == 0:
                 continue
@@ -117,11 +132,14 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
                 finer.append((data.times, data.values, ok))
         series_t, series_v = [], []
         for times, values, ok in finer:
-            starts, vals, _ = D.resample(times, values, step, accepted=ok,
-                                         how="sum" if key[1] in D.TOTALLED else "mean")
+            if base != key[1]:
+                starts, vals = D.last_day(times, values, step, accepted=ok)
+            else:
+                starts, vals, _ = D.resample(times, values, step, accepted=ok,
+                                             how="sum" if key[1] in D.TOTALLED else "mean")
             series_t.append(starts)
             series_v.append(vals)
-        if stored is not None:
+        if stored is not None and base == key[1]:
             series_t.append(stored[0])
             series_v.append(stored[1])
         if series_t:

@@ -36,6 +36,9 @@ periods that started before ``t0``, i.e. were over at the issue time:
 ``precipitation_since:MM-DD``             precipitation total since the last MM-DD (snow accumulation; default 10-01)
 ``degree_days_since:MM-DD``               sum of max(T, 0) x days since the last MM-DD (melt energy; default 01-01)
 ``volume_since:MM-DD``                    the station's own runoff volume (million m3) since MM-DD (default 10-01)
+``flow_last_day``                         the station's own flow on the day before the issue time (pentads and
+                                          decades; the data variable ``<variable>_last_day``, which
+                                          :func:`~watermon.forecast.dataset.last_day` derives from daily values)
 ``snowpack``                              the states of the degree-day snow model whose calibrated parameters
                                           are the option ``snowmelt`` (:mod:`~watermon.forecast.models.snowmelt`):
                                           its flow ahead under the period's climatological weather, the
@@ -56,7 +59,7 @@ import numpy as np
 import xarray as xr
 
 from watermon.forecast.base import Problem, register
-from watermon.forecast.dataset import period_days
+from watermon.forecast.dataset import LAST_DAY, period_days
 from watermon.forecast.models.regression import LinearPeriodModel, lagged, series
 from watermon.forecast.models.snowmelt import SnowParams, snowpack_features
 
@@ -64,7 +67,7 @@ DEFAULT_PREDICTORS = ("flow:2", "upstream:1", "precipitation:1", "temperature:1"
 TOKENS = {
     "flow": 1, "upstream": 1, "precipitation": 1, "temperature": 1, "temperature_mean": 3,
     "precipitation_sum": 3, "precipitation_since": "10-01", "degree_days_since": "01-01",
-    "volume_since": "10-01", "snowpack": None,
+    "volume_since": "10-01", "snowpack": None, "flow_last_day": None,
 }
 """predictor names and the default of their argument"""
 MIN_SHARE = 0.8
@@ -139,6 +142,9 @@ class ARX(LinearPeriodModel):
         s["predictors"] = tuple(str(t) for t in s["predictors"])
         for t in s["predictors"]:
             parse_token(t)
+        if "flow_last_day" in group_names(s["predictors"]) and problem.step not in ("pentad", "decade"):
+            raise ValueError(f"arx ({problem.station}): the predictor 'flow_last_day' is for pentad and decade "
+                             f"forecasts; at a {problem.step} step it is 'flow:1'")
         if "snowpack" in group_names(s["predictors"]):
             if not s["snowmelt"]:
                 raise ValueError(f"arx ({problem.station}): the predictor 'snowpack' needs the option 'snowmelt', "
@@ -196,6 +202,13 @@ class ARX(LinearPeriodModel):
                         f"{m}.degree_days[since {arg[0]:02d}-{arg[1]:02d}]")
             elif kind == "volume_since":
                 add(since(q * days * 0.0864, times, *arg), f"volume_mm3[since {arg[0]:02d}-{arg[1]:02d}]")
+            elif kind == "flow_last_day":
+                name = problem.variable + LAST_DAY
+                if name not in data.data_vars:
+                    raise ValueError(f"arx ({problem.station}): the predictor 'flow_last_day' needs the data "
+                                     f"variable {name!r}, the last day of each period from daily values "
+                                     "(watermon.forecast.dataset.last_day)")
+                add(lagged(series(data, problem.station, name, n), 1), f"{name}[t-1]")
             elif kind == "snowpack":
                 params = SnowParams.from_dict(dict(settings["snowmelt"]))
                 for name, values in snowpack_features(data, problem, times, params).items():

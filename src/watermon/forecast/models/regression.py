@@ -676,6 +676,7 @@ class LinearPeriodModel(Model):
         solves the sub-model of its own group only; the AR(1) coefficients come from the
         training residuals of each refit. The design is built ``chunk`` stations at a time
         (:attr:`HINDCAST_CHUNK`), the sums for a few stations at a time (:attr:`HINDCAST_BLOCK`).
+        Issues of a year before which no target is known (the record's first year) stay NaN.
         """
         issues = as_times(issue_times)
         s = self._batch_settings(problems)
@@ -693,8 +694,18 @@ class LinearPeriodModel(Model):
         pos = issue_positions(d.times, issues)
         year_of = d.times.astype("datetime64[Y]").astype(np.int64) + 1970
         issue_year = year_of[pos]
-        years = np.unique(issue_year)
         first = 0 if train_from is None else int(np.searchsorted(d.times, as_times(train_from)[0]))
+        # a year whose refit has no row to learn from is not forecast: its model would be empty,
+        # and the columns and scales below, taken before the first refit, would be empty for all
+        known = np.flatnonzero(np.isfinite(d.y[:, first:]).any(axis=0))
+        if known.size == 0:
+            return out
+        fittable = issue_year > year_of[first + known[0]]
+        if not fittable.all():
+            if fittable.any():
+                out[:, fittable] = self.hindcast_many(data, problems, issues[fittable], train_from, chunk)
+            return out
+        years = np.unique(issue_year)
         # centre/scale from the rows before the first refit: valid for every later refit
         n0 = int(np.searchsorted(d.times, np.datetime64(f"{years[0]:04d}-01-01", "ns")))
         d = self._usable(d, n0, first)

@@ -17,7 +17,7 @@ from watermon.config.forecast import StationForecast as Entry
 from watermon.db.schema import ForecastModel
 from watermon.forecast.base import Problem
 from watermon.forecast.dataset import from_series, last_day
-from watermon.forecast.hindcast import hindcast
+from watermon.forecast.hindcast import hindcast, make_model
 from watermon.forecast.metrics import s_over_sigma_delta
 from watermon.forecast.service import _needed, load_inputs
 from watermon.ingest.service import ingest_file
@@ -96,6 +96,22 @@ def test_a_hindcast_from_the_records_first_year_learns_from_the_years_before_eac
     assert fast.params["coefficients"]["lead_1"][20][2] > 0.3  # the last day's slope, in m3/s per m3/s
 
 
+def test_a_last_day_known_on_few_training_years_is_left_out_and_said_so() -> None:
+    """Decade means for 10 years, daily values for the last 3 only (the archive, then daily
+    readings): the fit cannot learn the predictor yet, and its parameters say so."""
+    days, q = daily_flow("2000-01-01", 10)
+    recent = days >= np.datetime64("2007-01-01")
+    data = from_series({("A", "discharge"): (days, q), ("A", "discharge_last_day"): (days[recent], q[recent])},
+                       "decade")
+    p = Problem("A", "decade", 3, options={"predictors": LAST_DAY})
+    params = make_model("arx").fit(data, p, np.datetime64("2010-01-01")).params()
+    assert params["features"] == ["discharge[t-1]", "discharge_last_day[t-1]"]
+    assert params["left_out"] == ["discharge_last_day[t-1]"]
+    assert all(row[2] == 0 for row in params["coefficients"]["lead_1"])
+    full = from_series({("A", "discharge"): (days, q), ("A", "discharge_last_day"): (days, q)}, "decade")
+    assert make_model("arx").fit(full, p, np.datetime64("2010-01-01")).params()["left_out"] == []
+
+
 def test_flow_last_day_is_refused_where_it_cannot_mean_anything() -> None:
     days, q = daily_flow("2000-01-01", 3)
     daily = from_series({("A", "discharge"): (days, q)}, "daily")
@@ -158,6 +174,7 @@ def test_stored_daily_means_give_the_last_day_and_a_run_uses_it(tmp_path: Path, 
     with engine.connect() as conn:
         params = json.loads(conn.execute(select(ForecastModel.params)).scalar_one())
     assert params["fitted"]["features"] == ["discharge[t-1]", "discharge_last_day[t-1]"]
+    assert params["fitted"]["left_out"] == []
     capsys.readouterr()
     assert main(["forecast", "table", "16279", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

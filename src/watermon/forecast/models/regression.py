@@ -961,7 +961,8 @@ class LinearPeriodModel(Model):
 
     # -- parameters ----------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """Settings, features and coefficients in the features' own units, per lead and period."""
+        """Settings, features and coefficients in the features' own units, per lead and period;
+        ``left_out``: the features known on too few training rows to be used (coefficients 0)."""
         f = self._fit
         if f is None:
             return {}
@@ -976,6 +977,7 @@ class LinearPeriodModel(Model):
             table = np.round(np.concatenate([icpt[..., None], beta], axis=-1), 8)
             stations[p.station] = {
                 "features": self._names[i],
+                "left_out": [n for n, used in zip(self._names[i], f.present[i, :k], strict=True) if not used],
                 "n_train": f.n_train[i].tolist(),
                 "ar1": np.round(f.phi[i], 6).tolist(),
                 "coefficients": {f"lead_{h + 1}": _json(table[h]) for h in range(table.shape[0])},

@@ -57,7 +57,9 @@ independent noise of weight ``sqrt(1 - r^2)`` (correlation ``r`` with what happe
 on 1991-2015 with and without it, five noise draws per ``r``. And, from the daily file
 (1965-1967), what the flow on the day of issue knows that the decade mean does not: the
 S/sigma_delta of the last day's flow, and of the last decade's mean, as the forecast of
-the next decade's mean (sigma_delta, as always, from the last decade's mean).
+the next decade's mean (sigma_delta, as always, from the last decade's mean); and what that
+day adds to the recorded ARX of the archive's 16279 over the same years
+(:func:`issue_day_gain`: one pooled correction of its lead-1 error, leave one year out).
 
 s/sigma_delta (the Nastavlenie's criterion, ``metrics.s_over_sigma_delta``):
 S = sqrt(sum (Q_obs - Q_fc)^2 / (n - 1)), sigma_delta = the standard deviation (n - 1) of

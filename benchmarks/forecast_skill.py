@@ -85,7 +85,6 @@ sys.path.insert(0, str(ROOT / "src"))
 from watermon.forecast.base import Problem  # noqa: E402
 from watermon.forecast.dataset import (  # noqa: E402
     from_series,
-    last_day,
     load_chirchik,
     load_chirchik_daily,
     period_of_year,
@@ -354,27 +353,25 @@ def outlook_sensitivity(shared: Path) -> list[str]:
     return lines
 
 
-def _issue_day(shared: Path) -> tuple[xr.Dataset, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The daily file as decade means, and per series its decades' starts and last days."""
+def _issue_day(shared: Path) -> xr.Dataset:
+    """The daily file's decade means (NaN below 80 % of the days) and decades' last days."""
     day = load_chirchik_daily(shared / "chirchik")
-    dec = from_series({(str(s), "discharge"): (day.time.values, day.discharge.sel(station=s).values)
-                       for s in day.station.values}, "decade")  # NaN below 80 % of the days
-    last = {str(s): last_day(day.time.values, day.discharge.sel(station=s).values, "decade")
-            for s in day.station.values}
-    return dec, last
+    return from_series({(str(s), v): (day.time.values, day.discharge.sel(station=s).values)
+                        for s in day.station.values for v in ("discharge", "discharge_last_day")}, "decade")
 
 
 def issue_day_persistence(shared: Path) -> dict[str, tuple[int, float, float]]:
     """Per series of the daily file: decades scored, and the lead-1 S/sigma_delta of the last
     decade's mean and of the last day's flow taken as the next decade's mean."""
-    dec, last = _issue_day(shared)
+    dec = _issue_day(shared)
     out = {}
-    for station, (_, last_days) in last.items():
+    for station in dec.station.values:
         means = dec.discharge.sel(station=station).values
+        last_days = dec.discharge_last_day.sel(station=station).values
         obs, mean_before, last_before = means[1:], means[:-1], last_days[:-1]
         ok = np.isfinite(obs) & np.isfinite(mean_before) & np.isfinite(last_before)
         s = [float(s_over_sigma_delta(obs[ok], fc[ok], mean_before[ok])) for fc in (mean_before, last_before)]
-        out[station] = (int(ok.sum()), s[0], s[1])
+        out[str(station)] = (int(ok.sum()), s[0], s[1])
     return out
 
 
@@ -399,19 +396,19 @@ def issue_day_gain(shared: Path) -> dict[str, tuple[int, float, float]]:
     issues = h.forecast.issue_time.values
     fc, obs, before = h.forecast.sel(lead=1).values, h.observed.sel(lead=1).values, h.last_observed.values
     years = issues.astype("datetime64[Y]")
-    dec, last = _issue_day(shared)
+    dec = _issue_day(shared)
+    idx = np.searchsorted(dec.time.values, issues) - 1  # the decade that ended the day before each issue
     out = {}
-    for station, (starts, last_days) in last.items():
-        idx = np.searchsorted(starts, issues) - 1  # the decade that ended the day before each issue
+    for station in dec.station.values:
         mean = dec.discharge.sel(station=station).values[idx]
-        x = (last_days[idx] - mean) * before / mean
-        ok = np.isfinite(x) & np.isfinite(fc) & np.isfinite(obs) & np.isfinite(before)
+        x = (dec.discharge_last_day.sel(station=station).values[idx] - mean) * before / mean
+        ok = (idx >= 0) & np.isfinite(x) & np.isfinite(fc) & np.isfinite(obs) & np.isfinite(before)
         err = obs - fc
         corrected = fc.copy()
         for y in np.unique(years[ok]):
             train, test = ok & (years != y), ok & (years == y)
             corrected[test] += np.sum(x[train] * err[train]) / np.sum(x[train] ** 2) * x[test]
-        out[station] = (int(ok.sum()), float(s_over_sigma_delta(obs[ok], fc[ok], before[ok])),
+        out[str(station)] = (int(ok.sum()), float(s_over_sigma_delta(obs[ok], fc[ok], before[ok])),
                         float(s_over_sigma_delta(obs[ok], corrected[ok], before[ok])))
     return out
 

@@ -112,6 +112,7 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
     for r in refs.values():
         by_key.setdefault((r.station, r.variable), []).append(r)
     means: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    read: dict[int, tuple[Any, np.ndarray]] = {}  # a series and its last day are read once
     for key in wanted:
         station = config.station(key[0])
         base = key[1].removesuffix(D.LAST_DAY)
@@ -119,13 +120,14 @@ def load_inputs(conn: Connection, config: BasinConfig, wanted: Iterable[tuple[st
             continue
         stored, finer = None, []
         for ref in by_key.get((key[0], base), []):
-            data = load_series(conn, ref, end=end)
+            if id(ref) not in read:
+                data = load_series(conn, ref, end=end)
+                read[id(ref)] = (data, D.accepted_mask(effective_levels(conn, data)))
+            data, ok = read[id(ref)]
             if data.times.size == 0:
                 continue
             newest = to_datetime(data.times[-1])
             cutoff = newest if cutoff is None else max(cutoff, newest)
-            levels = effective_levels(conn, data)
-            ok = D.accepted_mask(levels)
             if ref.aggregation.period == step:  # a stored period mean: as it is
                 stored = (data.times.astype("datetime64[ns]")[ok], data.values[ok])
             elif ref.aggregation in (Aggregation.INSTANTANEOUS, Aggregation.DAILY_MEAN, Aggregation.DAILY_SUM):
